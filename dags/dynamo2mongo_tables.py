@@ -1,0 +1,117 @@
+"""One migration DAG per table of the table configuration (config/tables.yaml or $D2M_CONFIG)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import DAG, Param, task_group
+
+from dynamo2mongo.config import EXPORT_FORMATS, TableConfig, load_config
+from dynamo2mongo_airflow.operators import (
+    ConvertFileOperator,
+    EnableStreamOperator,
+    ExportTableOperator,
+    ImportFileOperator,
+    ListExportFilesOperator,
+    PreflightOperator,
+    ReconcileOperator,
+    StreamActiveSensor,
+)
+
+DOC = """
+### DynamoDB `{source}` → MongoDB `{database}.{collection}`
+
+Full load of a live table (DESIGN §2): **preflight** (table, PITR, stream, S3, MongoDB checks) →
+**enable_stream** (NEW_AND_OLD_IMAGES, so nothing after the export time is missed) →
+**wait_stream_active** → **export** (point-in-time, {format}, deferrable; one export per DAG run) →
+**list_export_files** (manifest-files.json) → **load_file** mapped per data file: **convert** (to
+canonical Extended JSON next to the export) then **import** (idempotent bulk upserts) →
+**reconcile** (imported counts against the manifest).
+
+Every task is safe to clear and retry. Malformed records are kept in the `quarantine` collection of
+the `{meta}` database; set *accept_quarantined* to load the rest of a file anyway.
+State lives in `{meta}.migrations` (document `_id: "{name}"`).
+"""
+
+
+def build_dag(table: TableConfig) -> DAG:
+    with DAG(
+        dag_id=table.dag_id,
+        description=f"Migrate DynamoDB {table.source_table} to MongoDB {table.database}.{table.collection}",
+        doc_md=DOC.format(
+            source=table.source_table,
+            database=table.database,
+            collection=table.collection,
+            format=table.export.format,
+            meta=table.metadata_database,
+            name=table.name,
+        ),
+        schedule=table.schedule,
+        start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
+        catchup=False,
+        max_active_runs=1,
+        tags=["dynamo2mongo", f"table:{table.name}", *table.tags],
+        default_args={
+            "owner": table.owner,
+            "retries": 3,
+            "retry_delay": dt.timedelta(seconds=30),
+            "retry_exponential_backoff": 2.0,
+            "max_retry_delay": dt.timedelta(minutes=10),
+            "execution_timeout": dt.timedelta(hours=6),
+        },
+        params={
+            "export_format": Param(
+                table.export.format,
+                enum=list(EXPORT_FORMATS),
+                description="Format of the point-in-time export: ION keeps every DynamoDB type; "
+                "DYNAMODB_JSON is the alternative.",
+            ),
+            "import_batch_size": Param(
+                table.imports.batch_size,
+                type="integer",
+                minimum=1,
+                maximum=100_000,
+                description="Documents per unordered bulk write during the import.",
+            ),
+            "lag_threshold_seconds": Param(
+                table.sync.lag_threshold_seconds,
+                type="integer",
+                minimum=1,
+                description="Forward-sync lag under which the table counts as caught up.",
+            ),
+            "accept_quarantined": Param(
+                False,
+                type="boolean",
+                description="Import the good records of a file that also has malformed ones (those stay in "
+                "quarantine and are counted by reconcile). Leave off unless the quarantine was reviewed.",
+            ),
+        },
+    ) as dag:
+        common = {"table": table.name}
+        preflight = PreflightOperator(task_id="preflight", execution_timeout=dt.timedelta(minutes=10), **common)
+        stream = EnableStreamOperator(task_id="enable_stream", **common)
+        stream_active = StreamActiveSensor(
+            task_id="wait_stream_active",
+            stream_arn="{{ ti.xcom_pull(task_ids='enable_stream')['stream_arn'] }}",
+            **common,
+        )
+        export = ExportTableOperator(task_id="export", **common)
+        files = ListExportFilesOperator(task_id="list_export_files", export=export.output, **common)
+
+        @task_group(group_id="load_file")
+        def load_file(data_file):
+            converted = ConvertFileOperator(
+                task_id="convert", data_file=data_file, map_index_template="{{ data_file_label }}", **common
+            )
+            ImportFileOperator(
+                task_id="import", converted=converted.output, map_index_template="{{ data_file_label }}", **common
+            )
+
+        loads = load_file.expand(data_file=files.output)
+        reconcile = ReconcileOperator(task_id="reconcile", export=export.output, data_files=files.output, **common)
+        preflight >> stream >> stream_active >> export >> files >> loads >> reconcile
+    return dag
+
+
+for _table in load_config():
+    globals()[_table.dag_id] = build_dag(_table)

@@ -1,0 +1,131 @@
+"""Starting a point-in-time export idempotently and reading where its manifest is."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+_TOKEN_NAMESPACE = uuid.UUID("2f0d8c57-8d55-4c1c-9a57-6a0c0f7b5e1d")
+
+
+class ExportError(RuntimeError):
+    """The export cannot start or did not complete; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    arn: str
+    status: str
+    export_format: str
+    export_time: str | None
+    bucket: str
+    prefix: str
+    manifest_key: str | None
+    item_count: int | None
+
+    @property
+    def export_id(self) -> str:
+        return self.arn.rsplit("/", 1)[-1]
+
+    def facts(self) -> dict[str, Any]:
+        """The small, JSON-safe facts that go to XCom and the state store."""
+        return {
+            "export_arn": self.arn,
+            "export_id": self.export_id,
+            "export_time": self.export_time,
+            "format": self.export_format,
+            "bucket": self.bucket,
+            "prefix": self.prefix,
+            "manifest_key": self.manifest_key,
+            "item_count": self.item_count,
+        }
+
+
+def client_token(dag_id: str, run_id: str) -> str:
+    """Same DAG run, same token: DynamoDB then returns the running export instead of a second one."""
+    return str(uuid.uuid5(_TOKEN_NAMESPACE, f"{dag_id}/{run_id}"))
+
+
+def ensure_pitr(dynamodb: Any, table_name: str, allow_enable: bool) -> bool:
+    """Make sure point-in-time recovery is on. Returns True when this call turned it on."""
+    status = dynamodb.describe_continuous_backups(TableName=table_name)["ContinuousBackupsDescription"]
+    if status.get("PointInTimeRecoveryDescription", {}).get("PointInTimeRecoveryStatus") == "ENABLED":
+        return False
+    if not allow_enable:
+        raise ExportError(
+            f"table {table_name!r}: point-in-time recovery is off, and exports need it. Turn it on "
+            f"(aws dynamodb update-continuous-backups --table-name {table_name} "
+            f"--point-in-time-recovery-specification PointInTimeRecoveryEnabled=true), or set "
+            f"export.enable_pitr: true in the table configuration to let the migration do it (PITR is billed)."
+        )
+    dynamodb.update_continuous_backups(
+        TableName=table_name,
+        PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+    )
+    return True
+
+
+def _describe(description: dict[str, Any]) -> ExportInfo:
+    export_time = description.get("ExportTime")
+    if isinstance(export_time, dt.datetime):
+        export_time = export_time.astimezone(dt.timezone.utc).isoformat()
+    return ExportInfo(
+        arn=description["ExportArn"],
+        status=description["ExportStatus"],
+        export_format=description.get("ExportFormat", "DYNAMODB_JSON"),
+        export_time=export_time,
+        bucket=description["S3Bucket"],
+        prefix=description.get("S3Prefix", ""),
+        manifest_key=description.get("ExportManifest"),
+        item_count=description.get("ItemCount"),
+    )
+
+
+def start_export(
+    dynamodb: Any,
+    table_arn: str,
+    bucket: str,
+    prefix: str,
+    export_format: str,
+    token: str,
+) -> ExportInfo:
+    """ExportTableToPointInTime with a ClientToken, so a retried task finds its own export."""
+    try:
+        response = dynamodb.export_table_to_point_in_time(
+            TableArn=table_arn,
+            S3Bucket=bucket,
+            S3Prefix=prefix,
+            ExportFormat=export_format,
+            ExportType="FULL_EXPORT",
+            ClientToken=token,
+        )
+    except ClientError as error:
+        code = error.response["Error"]["Code"]
+        hint = {
+            "PointInTimeRecoveryUnavailableException": "point-in-time recovery is off: enable it and retry",
+            "ExportConflictException": "an export with this client token but other parameters exists; "
+            "the configuration changed under a running DAG run: start a new run",
+            "LimitExceededException": "too many exports are running in this account: wait and retry",
+        }.get(code, "check dynamodb:ExportTableToPointInTime and s3:PutObject permissions on the bucket")
+        raise ExportError(f"export of {table_arn} to s3://{bucket}/{prefix} failed ({code}): {hint}") from error
+    return _describe(response["ExportDescription"])
+
+
+def completed_export(dynamodb: Any, export_arn: str) -> ExportInfo:
+    """The export's facts once COMPLETED; a clear error for FAILED or unfinished exports."""
+    description = dynamodb.describe_export(ExportArn=export_arn)["ExportDescription"]
+    info = _describe(description)
+    if info.status == "FAILED":
+        raise ExportError(
+            f"export {export_arn} failed: {description.get('FailureCode')}: {description.get('FailureMessage')}. "
+            f"Fix the cause (bucket permissions or KMS key, most often) and clear the export task."
+        )
+    if info.status != "COMPLETED":
+        raise ExportError(f"export {export_arn} is {info.status}, not COMPLETED")
+    if not info.manifest_key:
+        raise ExportError(f"export {export_arn} is COMPLETED but names no ExportManifest")
+    return info

@@ -1,0 +1,309 @@
+"""The lossless DynamoDB <-> MongoDB type mapping (DESIGN §4).
+
+Items are DynamoDB wire format (``{"name": {"S": "x"}}``, B as bytes), as the low-level client,
+streams and our export readers give them. Documents are what pymongo stores.
+
+| DynamoDB | MongoDB | hint |
+|---|---|---|
+| S, BOOL, NULL, M, L | str, bool, None, document, array | |
+| N integral in int64 | int (bson picks int32/int64) | |
+| other N, <= 34 digits | Decimal128 of the normalized value | |
+| other N | canonical decimal string | ``N`` |
+| B | bytes (Binary subtype 0) | |
+| SS / NS / BS | array of the mapped elements | ``SS`` / ``NS`` / ``BS`` |
+
+Hints live in ``_ddb.t`` as ``[{"p": [path...], "t": hint}]``; the path holds stored field names
+and list indices. Numbers are normalized first (1.5 and 1.50 are the same DynamoDB number and must
+be the same BSON value, for they may sit inside ``_id``).
+
+``number_mapping="double_when_exact"`` stores a non-key number as a double when the double's
+shortest text is the same number (1.5, 0.1, 1e+30), for applications that want doubles; numbers
+that a double cannot hold exactly keep the lossless mapping.
+"""
+
+from __future__ import annotations
+
+import decimal
+from typing import Any
+
+from bson import Binary, Decimal128, Int64
+
+from dynamo2mongo.keys import document_id
+from dynamo2mongo.names import decode_name, encode_name
+
+RESERVED = "_ddb"
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_DEPTH = 100  # BSON's nesting limit; DynamoDB allows 32, so only malformed input reaches it
+_DECIMAL128_DIGITS = 34
+# DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..E+125.
+_DDB_DIGITS, _DDB_MIN_ADJUSTED, _DDB_MAX_ADJUSTED = 38, -130, 125
+_CONTEXT = decimal.Context(prec=60, Emax=999_999, Emin=-999_999)
+_SET_HINTS = {"SS", "NS", "BS"}
+_ABSENT = object()
+
+
+class Unrepresentable(ValueError):
+    """An item or document that cannot be converted exactly; ``reason`` says where and why."""
+
+    def __init__(self, reason: str, path: tuple = ()):
+        self.path = tuple(path)
+        self.reason = f"{format_path(self.path)}: {reason}" if self.path else reason
+        super().__init__(self.reason)
+
+
+def format_path(path: tuple) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+# ---- DynamoDB -> MongoDB -------------------------------------------------------------------------
+
+
+def _decimal(text: Any, path: tuple) -> decimal.Decimal:
+    if not isinstance(text, str):
+        raise Unrepresentable(f"number must be a string, got {type(text).__name__}", path)
+    try:
+        value = _CONTEXT.create_decimal(text)
+    except decimal.InvalidOperation:
+        raise Unrepresentable(f"{text!r} is not a number", path) from None
+    if not value.is_finite():
+        raise Unrepresentable(f"{text!r} is not a finite number", path)
+    return value
+
+
+def number_to_value(text: str, path: tuple, hints: list | None, doubles: bool = False) -> Any:
+    """N text to int, Decimal128, float (``doubles``) or canonical string (+ an ``N`` hint)."""
+    if len(text) < 19 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
+        return int(text)
+    value = _decimal(text, path)
+    if value == value.to_integral_value():
+        integral = int(value)
+        if INT64_MIN <= integral <= INT64_MAX:
+            return integral
+    normal = value.normalize(_CONTEXT)
+    if doubles:
+        double = float(normal)
+        if _CONTEXT.create_decimal(repr(double)) == normal:
+            return double
+    if len(normal.as_tuple().digits) <= _DECIMAL128_DIGITS:
+        return Decimal128(normal)
+    if hints is not None:
+        hints.append({"p": list(path), "t": "N"})
+    return str(normal)
+
+
+def _check_set(kind: str, inner: Any, path: tuple) -> None:
+    if not isinstance(inner, list) or not inner:
+        raise Unrepresentable(f"{kind} must be a non-empty list (DynamoDB has no empty sets)", path)
+    if kind == "NS":
+        unique = {_decimal(v, path) for v in inner}
+    else:
+        unique = set(inner) if kind == "SS" else {bytes(v) for v in inner}
+    if len(unique) != len(inner):
+        raise Unrepresentable(f"{kind} holds duplicate elements", path)
+
+
+def _to_value(attr: Any, path: tuple, hints: list, doubles: bool) -> Any:
+    if not isinstance(attr, dict) or len(attr) != 1:
+        raise Unrepresentable(f"attribute value must have exactly one type key, got {attr!r:.80}", path)
+    ((kind, inner),) = attr.items()
+    if kind == "S":
+        if isinstance(inner, str):
+            return inner
+    elif kind == "N":
+        return number_to_value(inner, path, hints, doubles)
+    elif kind == "M":
+        if isinstance(inner, dict):
+            if len(path) >= MAX_DEPTH:
+                raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
+            document = {}
+            for name, value in inner.items():
+                stored = encode_name(name, False)
+                document[stored] = _to_value(value, (*path, stored), hints, doubles)
+            return document
+    elif kind == "L":
+        if isinstance(inner, list):
+            if len(path) >= MAX_DEPTH:
+                raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
+            return [_to_value(value, (*path, i), hints, doubles) for i, value in enumerate(inner)]
+    elif kind == "BOOL":
+        if isinstance(inner, bool):
+            return inner
+    elif kind == "NULL":
+        if inner is True:
+            return None
+    elif kind == "B":
+        if isinstance(inner, (bytes, bytearray, memoryview)):
+            return bytes(inner)
+    elif kind in _SET_HINTS:
+        _check_set(kind, inner, path)
+        if kind == "SS":
+            if not all(isinstance(v, str) for v in inner):
+                raise Unrepresentable("SS elements must be strings", path)
+            converted = list(inner)
+        elif kind == "NS":
+            converted = [number_to_value(v, path, None, False) for v in inner]
+        else:
+            if not all(isinstance(v, (bytes, bytearray, memoryview)) for v in inner):
+                raise Unrepresentable("BS elements must be bytes", path)
+            converted = [bytes(v) for v in inner]
+        hints.append({"p": list(path), "t": kind})
+        return converted
+    else:
+        raise Unrepresentable(f"unknown DynamoDB type {kind!r}", path)
+    raise Unrepresentable(f"{kind} value has the wrong shape: {inner!r:.80}", path)
+
+
+def item_to_document(
+    item: dict[str, Any], key_attrs: tuple[str, ...], number_mapping: str = "lossless"
+) -> dict[str, Any]:
+    """A DynamoDB item as a MongoDB document: ``_id`` first, then the attributes, then ``_ddb``."""
+    if not isinstance(item, dict):
+        raise Unrepresentable(f"an item must be a map of attributes, got {type(item).__name__}")
+    doubles = number_mapping == "double_when_exact"
+    hints: list = []
+    fields: dict[str, Any] = {}
+    for name in key_attrs:
+        attr = item.get(name)
+        if attr is None:
+            raise Unrepresentable(f"key attribute {name!r} is missing", (name,))
+        if not isinstance(attr, dict) or len(attr) != 1 or next(iter(attr)) not in ("S", "N", "B"):
+            raise Unrepresentable(f"key attribute must be S, N or B, got {attr!r:.80}", (name,))
+    for name, attr in item.items():
+        stored = encode_name(name, True)
+        # Key numbers stay lossless whatever the mapping: they make up _id.
+        fields[stored] = _to_value(attr, (stored,), hints, doubles and name not in key_attrs)
+    document = {"_id": document_id(fields, key_attrs)}
+    document.update(fields)
+    if hints:
+        document[RESERVED] = {"t": hints}
+    return document
+
+
+# ---- MongoDB -> DynamoDB -------------------------------------------------------------------------
+
+
+def number_text(value: decimal.Decimal | int, path: tuple) -> str:
+    """A valid DynamoDB number string for ``value``, or Unrepresentable when DynamoDB cannot hold it."""
+    if isinstance(value, int):
+        if -(10**_DDB_DIGITS) < value < 10**_DDB_DIGITS:
+            return str(value)
+        value = _CONTEXT.create_decimal(value)
+    if not value.is_finite():
+        raise Unrepresentable(f"{value} is not a finite number", path)
+    if value == 0:
+        return "0"
+    normal = value.normalize(_CONTEXT)
+    digits = len(normal.as_tuple().digits)
+    adjusted = normal.adjusted()
+    if digits > _DDB_DIGITS or not _DDB_MIN_ADJUSTED <= adjusted <= _DDB_MAX_ADJUSTED:
+        raise Unrepresentable(f"{value} is outside DynamoDB's number range (38 digits, 1E-130..1E+126)", path)
+    if normal == normal.to_integral_value() and adjusted < _DDB_DIGITS:
+        return str(int(normal))
+    return str(normal)
+
+
+def _number_attr_text(value: Any, path: tuple) -> str:
+    if isinstance(value, bool):
+        raise Unrepresentable("a boolean in a number set", path)
+    if isinstance(value, int):
+        return number_text(value, path)
+    if isinstance(value, Decimal128):
+        return number_text(value.to_decimal(), path)
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise Unrepresentable(f"{value} is not a finite number", path)
+        return number_text(_CONTEXT.create_decimal(repr(value)), path)
+    if isinstance(value, str):
+        return number_text(_decimal(value, path), path)
+    raise Unrepresentable(f"{type(value).__name__} is not a number", path)
+
+
+def _binary(value: Any, path: tuple) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, Binary) and value.subtype == 0:
+        return bytes(value)
+    raise Unrepresentable(f"expected binary data, got {type(value).__name__}", path)
+
+
+def _from_hinted(value: Any, hint: str, path: tuple) -> Any:
+    if hint == "N":
+        return {"N": _number_attr_text(value, path)}
+    if not isinstance(value, list):
+        raise Unrepresentable(f"hint {hint} expects an array, got {type(value).__name__}", path)
+    if not value:
+        return _ABSENT
+    if hint == "SS":
+        if not all(isinstance(v, str) for v in value):
+            raise Unrepresentable("a string set holds a value that is not a string", path)
+        return {"SS": list(value)}
+    if hint == "NS":
+        return {"NS": [_number_attr_text(v, path) for v in value]}
+    if hint == "BS":
+        return {"BS": [_binary(v, path) for v in value]}
+    raise Unrepresentable(f"unknown type hint {hint!r}", path)
+
+
+def _from_value(value: Any, path: tuple, tree: dict | None) -> Any:
+    if tree is not None:
+        hint = tree.get(None)
+        if hint is not None:
+            return _from_hinted(value, hint, path)
+    if isinstance(value, str):
+        return {"S": value}
+    if isinstance(value, bool):
+        return {"BOOL": value}
+    if isinstance(value, (int, Int64)):
+        return {"N": number_text(int(value), path)}
+    if value is None:
+        return {"NULL": True}
+    if isinstance(value, dict):
+        attrs = {}
+        for stored, inner in value.items():
+            converted = _from_value(inner, (*path, stored), tree.get(stored) if tree else None)
+            if converted is not _ABSENT:
+                attrs[decode_name(stored)] = converted
+        return {"M": attrs}
+    if isinstance(value, list):
+        items = []
+        for index, inner in enumerate(value):
+            converted = _from_value(inner, (*path, index), tree.get(index) if tree else None)
+            if converted is _ABSENT:
+                raise Unrepresentable("an empty set inside a list cannot be written to DynamoDB", (*path, index))
+            items.append(converted)
+        return {"L": items}
+    if isinstance(value, (Decimal128, float)):
+        return {"N": _number_attr_text(value, path)}
+    if isinstance(value, (bytes, Binary)):
+        return {"B": _binary(value, path)}
+    raise Unrepresentable(f"{type(value).__name__} has no exact DynamoDB type", path)
+
+
+def _hint_tree(document: dict[str, Any]) -> dict | None:
+    meta = document.get(RESERVED)
+    hints = meta.get("t") if isinstance(meta, dict) else None
+    if not hints:
+        return None
+    tree: dict = {}
+    for hint in hints:
+        node = tree
+        for part in hint["p"]:
+            node = node.setdefault(part, {})
+        node[None] = hint["t"]
+    return tree
+
+
+def document_to_item(document: dict[str, Any]) -> dict[str, Any]:
+    """A MongoDB document back as a DynamoDB item; ``_id`` and ``_ddb`` are never written back."""
+    tree = _hint_tree(document)
+    item = {}
+    for stored, value in document.items():
+        if stored == "_id" or stored == RESERVED:
+            continue
+        converted = _from_value(value, (stored,), tree.get(stored) if tree else None)
+        if converted is not _ABSENT:
+            item[decode_name(stored)] = converted
+    return item

@@ -1,0 +1,1 @@
+"""Airflow glue for dynamo2mongo: operators, sensors and triggers that delegate to the domain package."""

@@ -1,0 +1,96 @@
+import pytest
+
+from dynamo2mongo.config import ConfigError, load_config, parse_config
+
+BASE = {
+    "name": "orders",
+    "source_table": "Orders",
+    "database": "shop",
+    "collection": "orders",
+    "export": {"s3_bucket": "bucket"},
+}
+
+
+def table(**changes):
+    raw = {**BASE, **changes}
+    return {"tables": [raw]}
+
+
+def test_minimal_table_gets_safe_defaults():
+    (config,) = parse_config(table())
+    assert config.dag_id == "dynamo2mongo__orders"
+    assert config.export.format == "ION"
+    assert config.export.enable_pitr is False
+    assert config.imports.write_concern == "majority"
+    assert config.number_mapping == "lossless"
+
+
+def test_defaults_merge_into_nested_sections():
+    (config,) = parse_config({"defaults": {"export": {"s3_bucket": "shared", "format": "DYNAMODB_JSON"}}, "tables": [
+        {k: v for k, v in BASE.items() if k != "export"} | {"export": {"s3_prefix": "p"}}]})
+    assert (config.export.s3_bucket, config.export.format, config.export.s3_prefix) == ("shared", "DYNAMODB_JSON", "p")
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        ({"colection": "x"}, "table 'orders': unknown key 'colection'"),
+        ({"export": {"s3_bucket": "b", "fromat": "ION"}}, "section 'export': unknown key 'fromat'"),
+        ({"export": {"format": "ION"}}, "missing required key 's3_bucket'"),
+        ({"export": {"s3_bucket": "b", "format": "CSV"}}, "'export.format' must be one of ION, DYNAMODB_JSON, got 'CSV'"),
+        ({"sync": {"conflict_policy": "app_wins"}}, "'sync.conflict_policy' must be one of"),
+        ({"imports": {"batch_size": 0}}, "'imports.batch_size' must be between 1 and 100000, got 0"),
+        ({"imports": {"batch_size": "100"}}, "'imports.batch_size' must be int, got str"),
+        ({"export": {"s3_bucket": "b", "enable_pitr": "yes"}}, "'export.enable_pitr' must be bool"),
+        ({"database": "sh.op"}, "'database' 'sh.op' is not a valid MongoDB name"),
+        ({"source_table": "x"}, "'source_table' 'x' is not a valid DynamoDB table name"),
+        ({"name": "bad name"}, "'name' may hold letters"),
+        ({"export": {"s3_bucket": "b", "s3_prefix": "/abs"}}, "must not start or end with '/'"),
+        ({"indexes": {"esr_sort_fields": {"gsi": 3}}}, "must map index names to field names"),
+    ],
+)
+def test_errors_name_table_and_key(changes, message):
+    with pytest.raises(ConfigError) as error:
+        parse_config(table(**changes))
+    assert message in str(error.value)
+
+
+def test_missing_required_field_is_named():
+    raw = dict(BASE)
+    del raw["collection"]
+    with pytest.raises(ConfigError, match="table 'orders': missing required key 'collection'"):
+        parse_config({"tables": [raw]})
+
+
+def test_duplicate_table_names_rejected():
+    with pytest.raises(ConfigError, match="listed twice"):
+        parse_config({"tables": [BASE, BASE]})
+
+
+def test_top_level_shape_is_checked():
+    with pytest.raises(ConfigError, match="unknown top-level key 'table'"):
+        parse_config({"table": []})
+    with pytest.raises(ConfigError, match="'tables' must be a non-empty list"):
+        parse_config({"tables": []})
+
+
+def test_overrides_are_validated_again():
+    (config,) = parse_config(table())
+    changed = config.with_overrides(**{"export.format": "DYNAMODB_JSON", "imports.batch_size": 50, "sync.forward": None})
+    assert (changed.export.format, changed.imports.batch_size) == ("DYNAMODB_JSON", 50)
+    with pytest.raises(ConfigError, match="'export.format' must be one of"):
+        config.with_overrides(**{"export.format": "XML"})
+
+
+def test_shipped_config_is_valid():
+    names = [t.name for t in load_config()]
+    assert "sample_orders" in names
+
+
+def test_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read table configuration"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tables: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
