@@ -20,9 +20,10 @@ from dynamo2mongo.progress import Progress
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
-# A document that forward sync already wrote holds a newer state than the export: an import rerun
-# must not overwrite it. The filter then matches nothing, the upsert collides on _id, and that
-# collision is counted, not raised.
+# Once forward sync runs, a document it wrote holds a newer state than the export: an import rerun
+# must not overwrite it. With this guard the filter matches nothing, the upsert collides on _id, and
+# that collision is counted, not raised. Before forward sync starts the guard is left out: it cannot
+# match anything then, and servers without a compound-filter plan (mongo-java-server) would scan.
 _NOT_YET_SYNCED = {"_ddb.sync": {"$exists": False}}
 
 
@@ -70,9 +71,14 @@ def import_lines(
     key: str,
     batch_size: int = 1000,
     progress: Progress | None = None,
+    guard_newer: bool = True,
 ) -> ImportResult:
-    """Upsert every Extended JSON line into ``collection`` by its ``_id``."""
+    """Upsert every Extended JSON line into ``collection`` by its ``_id``.
+
+    ``guard_newer`` keeps documents that forward sync has already written (see _NOT_YET_SYNCED).
+    """
     result = ImportResult(key=key)
+    guard = _NOT_YET_SYNCED if guard_newer else {}
     batch: list[ReplaceOne] = []
     ids: list[Any] = []
     for line in lines:
@@ -80,7 +86,7 @@ def import_lines(
             continue
         document = json.loads(line, object_hook=json_util.object_hook)
         ids.append(document["_id"])
-        batch.append(ReplaceOne({"_id": document["_id"], **_NOT_YET_SYNCED}, document, upsert=True))
+        batch.append(ReplaceOne({"_id": document["_id"], **guard}, document, upsert=True))
         result.read += 1
         if len(batch) >= batch_size:
             _flush(collection, batch, ids, result, key)
@@ -102,6 +108,7 @@ def import_file(
     batch_size: int = 1000,
     write_concern: str = "majority",
     expected_items: int | None = None,
+    guard_newer: bool = True,
 ) -> ImportResult:
     """Stream ``s3://bucket/key`` (gzip'd Extended JSON lines) into ``collection``; safe to repeat."""
     w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
@@ -109,6 +116,6 @@ def import_file(
     progress = Progress(log, f"import {key}", expected_items)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     with gzip.GzipFile(fileobj=body, mode="rb") as raw, io.BufferedReader(raw, 1 << 20) as source:
-        result = import_lines(source, target, key, batch_size, progress)
+        result = import_lines(source, target, key, batch_size, progress, guard_newer)
     result.seconds = progress.finish()
     return result

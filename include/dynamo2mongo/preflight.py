@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+from bson import Timestamp
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
@@ -86,21 +88,26 @@ def check_source(config: TableConfig, dynamodb: Any, s3: Any, report: PreflightR
 
 def check_mongo(config: TableConfig, client: MongoClient, report: PreflightReport) -> None:
     try:
-        hello = client.admin.command("hello")
+        client.admin.command("ping")
     except PyMongoError as error:
         report.problems.append(
             f"cannot reach MongoDB through connection {config.mongo_conn_id!r} ({error}): check host, "
             f"credentials, TLS and network access"
         )
         return
+    # The driver's own handshake already learnt the topology; asking it works on every server.
+    topology = client.topology_description
+    servers = list(topology.server_descriptions().values())
     report.mongo = {
-        "replica_set": hello.get("setName"),
-        "sharded": hello.get("msg") == "isdbgrid",
-        "max_wire_version": hello.get("maxWireVersion"),
+        "topology": topology.topology_type_name,
+        "replica_set": next((s.replica_set_name for s in servers if s.replica_set_name), None),
+        "max_wire_version": max((s.max_wire_version or 0 for s in servers), default=None),
     }
     target = client[config.database][config.collection]
     try:
-        with target.watch(max_await_time_ms=50) as stream:
+        # An explicit start time: without it PyMongo requires the server to report operationTime,
+        # which mongo-java-server (the sandbox's server) does not.
+        with target.watch(max_await_time_ms=50, start_at_operation_time=Timestamp(int(time.time()), 0)) as stream:
             stream.try_next()
         report.mongo["change_streams"] = True
     except OperationFailure as error:

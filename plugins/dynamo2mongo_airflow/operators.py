@@ -290,6 +290,7 @@ class ImportFileOperator(TableOperator):
         data = self.converted
         context["data_file_label"] = _label(data)
         collection = self.mongo(config)[config.database][config.collection]
+        state = self.state(config)
         result = import_file(
             self.aws(config, "s3"),
             data["bucket"],
@@ -298,8 +299,9 @@ class ImportFileOperator(TableOperator):
             batch_size=config.imports.batch_size,
             write_concern=config.imports.write_concern,
             expected_items=data["converted_items"],
+            guard_newer=bool(state.migration().get("forward_sync_started")),
         )
-        self.state(config).record_file(
+        state.record_file(
             data["export_id"],
             data["data_key"],
             imported_items=result.applied,

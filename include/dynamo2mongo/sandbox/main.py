@@ -13,6 +13,7 @@ import random
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,26 @@ from dynamo2mongo.types import document_to_item
 ROOT = Path(__file__).resolve().parents[3]
 
 
+def mongo_connection(uri: str) -> dict[str, Any]:
+    """An Airflow ``mongo`` connection (JSON form) for a MongoDB URI, as the Mongo provider's hook reads it."""
+    parts = urllib.parse.urlsplit(uri)
+    extra: dict[str, Any] = {key: value for key, value in urllib.parse.parse_qsl(parts.query)}
+    if parts.scheme == "mongodb+srv":
+        extra["srv"] = True
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    connection: dict[str, Any] = {"conn_type": "mongo", "host": hosts, "extra": extra}
+    if "," not in hosts and ":" in hosts:
+        connection["host"], port = hosts.rsplit(":", 1)
+        connection["port"] = int(port)
+    if userinfo:
+        login, _, password = userinfo.partition(":")
+        connection["login"] = urllib.parse.unquote(login)
+        connection["password"] = urllib.parse.unquote(password)
+    if parts.path.strip("/"):
+        connection["schema"] = parts.path.strip("/")
+    return connection
+
+
 def airflow_env(base: dict[str, str], endpoint: str, mongo_uri: str, home: Path, config: TableConfig) -> dict[str, str]:
     """Environment for the Airflow CLI: a private AIRFLOW_HOME and the two connections."""
     aws_conn = {
@@ -36,7 +57,7 @@ def airflow_env(base: dict[str, str], endpoint: str, mongo_uri: str, home: Path,
         "login": base["AWS_ACCESS_KEY_ID"],
         "password": base["AWS_SECRET_ACCESS_KEY"],
     }
-    mongo_conn = {"conn_type": "mongo", "extra": {"uri": mongo_uri}}
+    mongo_conn = mongo_connection(mongo_uri)
     env = dict(base)
     env.update(
         {
