@@ -222,10 +222,11 @@ def _number_attr_text(value: Any, path: tuple) -> str:
 
 
 def _binary(value: Any, path: tuple) -> bytes:
-    if isinstance(value, bytes):
+    if isinstance(value, Binary):  # a bytes subclass, so it is checked first
+        if value.subtype == 0:
+            return bytes(value)
+    elif isinstance(value, bytes):
         return value
-    if isinstance(value, Binary) and value.subtype == 0:
-        return bytes(value)
     raise Unrepresentable(f"expected binary data, got {type(value).__name__}", path)
 
 
