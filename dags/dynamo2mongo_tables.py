@@ -108,7 +108,14 @@ def build_dag(table: TableConfig) -> DAG:
             )
 
         loads = load_file.expand(data_file=files.output)
-        reconcile = ReconcileOperator(task_id="reconcile", export=export.output, data_files=files.output, **common)
+        reconcile = ReconcileOperator(
+            task_id="reconcile",
+            export=export.output,
+            data_files=files.output,
+            # An empty table exports no data file: the mapped group is skipped and reconcile still runs.
+            trigger_rule="none_failed",
+            **common,
+        )
         preflight >> stream >> stream_active >> export >> files >> loads >> reconcile
     return dag
 
