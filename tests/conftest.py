@@ -11,9 +11,13 @@ from pymongo import MongoClient
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
 
 
+# Small export files, so that every export in the tests spans several data files.
+EXPORT_ITEMS_PER_FILE = 250
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint():
-    with moto_server() as endpoint:
+    with moto_server(export_items_per_file=EXPORT_ITEMS_PER_FILE) as endpoint:
         yield endpoint
 
 

@@ -55,6 +55,30 @@ class SyncConfig:
     conflict_policy: str = "dynamodb_wins"
     lag_threshold_seconds: int = 60
     lag_consecutive_checks: int = 3
+    lag_poll_seconds: int = 10
+    # The lag sensor fails once unapplied records are this old: DynamoDB Streams drops them at 24 h.
+    retention_alarm_hours: int = 18
+    # A relay whose heartbeat is older than this counts as down.
+    heartbeat_timeout_seconds: int = 120
+    batch_size: int = 1000
+
+
+@dataclass(frozen=True)
+class LambdaConfig:
+    """The forward-sync Lambda function and its event source mapping (sync.forward: lambda)."""
+
+    role_arn: str | None = None
+    function_name: str | None = None
+    # Secrets Manager secret (name or ARN) that holds the MongoDB URI; the deploy task writes the URI
+    # of the table's Mongo connection into it, so the function's environment names only the secret.
+    mongo_secret_id: str | None = None
+    memory_mb: int = 512
+    timeout_seconds: int = 120
+    batch_size: int = 500
+    batching_window_seconds: int = 0
+    parallelization_factor: int = 1
+    maximum_retry_attempts: int = 100
+    on_failure_destination: str | None = None
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,7 @@ class TableConfig:
     number_mapping: str = "lossless"
     imports: ImportConfig = field(default_factory=ImportConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
+    forward_lambda: LambdaConfig = field(default_factory=LambdaConfig)
     indexes: IndexConfig = field(default_factory=IndexConfig)
     owner: str = "data-platform"
     tags: tuple[str, ...] = ()
@@ -85,6 +110,10 @@ class TableConfig:
     @property
     def dag_id(self) -> str:
         return f"dynamo2mongo__{self.name}"
+
+    @property
+    def lambda_function_name(self) -> str:
+        return self.forward_lambda.function_name or f"dynamo2mongo-forward-{self.name}"[:64]
 
     def with_overrides(self, **overrides: Any) -> "TableConfig":
         """A copy with trigger-time overrides applied to the nested sections, validated again."""
@@ -107,6 +136,7 @@ _SECTIONS: dict[str, type] = {
     "export": ExportConfig,
     "imports": ImportConfig,
     "sync": SyncConfig,
+    "forward_lambda": LambdaConfig,
     "indexes": IndexConfig,
 }
 
@@ -126,6 +156,16 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "imports.batch_size": (1, 100_000),
     "sync.lag_threshold_seconds": (1, 12 * 3600),
     "sync.lag_consecutive_checks": (1, 1000),
+    "sync.lag_poll_seconds": (1, 3600),
+    "sync.retention_alarm_hours": (1, 23),
+    "sync.heartbeat_timeout_seconds": (5, 3600),
+    "sync.batch_size": (1, 1000),
+    "forward_lambda.memory_mb": (128, 10240),
+    "forward_lambda.timeout_seconds": (3, 900),
+    "forward_lambda.batch_size": (1, 10000),
+    "forward_lambda.batching_window_seconds": (0, 300),
+    "forward_lambda.parallelization_factor": (1, 10),
+    "forward_lambda.maximum_retry_attempts": (-1, 10000),
 }
 
 
@@ -213,6 +253,10 @@ def _build_table(raw: dict, where: str) -> TableConfig:
             raise ConfigError(f"{where}: {key!r} {value!r} is not a valid MongoDB name")
     if table.collection.startswith("system.") or "$" in table.collection:
         raise ConfigError(f"{where}: 'collection' {table.collection!r} is not a valid MongoDB collection name")
+    if table.sync.forward == "lambda" and table.environment == "aws":
+        for key in ("role_arn", "mongo_secret_id"):
+            if not getattr(table.forward_lambda, key):
+                raise ConfigError(f"{where}: 'forward_lambda.{key}' is required when sync.forward is lambda on aws")
     prefix = table.export.s3_prefix
     if prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"{where}: 'export.s3_prefix' must not start or end with '/', got {prefix!r}")

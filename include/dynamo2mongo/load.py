@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import bson
 from bson import json_util
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
@@ -23,7 +24,8 @@ DUPLICATE_KEY = 11000
 # Once forward sync runs, a document it wrote holds a newer state than the export: an import rerun
 # must not overwrite it. With this guard the filter matches nothing, the upsert collides on _id, and
 # that collision is counted, not raised. Before forward sync starts the guard is left out: it cannot
-# match anything then, and servers without a compound-filter plan (mongo-java-server) would scan.
+# match anything then. Servers without a query planner (see dynamo2mongo.mongo_caps) get the guard
+# as a read of the batch's synced ids instead.
 _NOT_YET_SYNCED = {"_ddb.sync": {"$exists": False}}
 
 
@@ -46,7 +48,27 @@ class ImportResult:
         return self.upserted + self.replaced + self.kept_newer
 
 
-def _flush(collection: Collection, batch: list[ReplaceOne], ids: list[Any], result: ImportResult, key: str) -> None:
+def _drop_synced(collection: Collection, batch: list[ReplaceOne], ids: list[Any], result: ImportResult) -> tuple[list, list]:
+    # Filtering on _id alone keeps the read on the _id index of a server without a planner.
+    synced = {
+        bson.encode({"k": d["_id"]})
+        for d in collection.find({"_id": {"$in": ids}}, {"_ddb.sync.seq": 1})
+        if (d.get("_ddb") or {}).get("sync")
+    }
+    if not synced:
+        return batch, ids
+    kept = [(op, i) for op, i in zip(batch, ids) if bson.encode({"k": i}) not in synced]
+    result.kept_newer += len(batch) - len(kept)
+    return [op for op, _ in kept], [i for _, i in kept]
+
+
+def _flush(
+    collection: Collection, batch: list[ReplaceOne], ids: list[Any], result: ImportResult, key: str, read_guard: bool
+) -> None:
+    if read_guard:
+        batch, ids = _drop_synced(collection, batch, ids, result)
+        if not batch:
+            return
     try:
         outcome = collection.bulk_write(batch, ordered=False)
         result.upserted += outcome.upserted_count
@@ -72,13 +94,16 @@ def import_lines(
     batch_size: int = 1000,
     progress: Progress | None = None,
     guard_newer: bool = True,
+    planner: bool = True,
 ) -> ImportResult:
     """Upsert every Extended JSON line into ``collection`` by its ``_id``.
 
-    ``guard_newer`` keeps documents that forward sync has already written (see _NOT_YET_SYNCED).
+    ``guard_newer`` keeps documents that forward sync has already written (see _NOT_YET_SYNCED);
+    ``planner`` says whether the server can serve that guard inside the write's filter.
     """
     result = ImportResult(key=key)
-    guard = _NOT_YET_SYNCED if guard_newer else {}
+    guard = _NOT_YET_SYNCED if guard_newer and planner else {}
+    read_guard = guard_newer and not planner
     batch: list[ReplaceOne] = []
     ids: list[Any] = []
     for line in lines:
@@ -89,12 +114,12 @@ def import_lines(
         batch.append(ReplaceOne({"_id": document["_id"], **guard}, document, upsert=True))
         result.read += 1
         if len(batch) >= batch_size:
-            _flush(collection, batch, ids, result, key)
+            _flush(collection, batch, ids, result, key, read_guard)
             if progress is not None:
                 progress.advance(len(batch))
             batch, ids = [], []
     if batch:
-        _flush(collection, batch, ids, result, key)
+        _flush(collection, batch, ids, result, key, read_guard)
         if progress is not None:
             progress.advance(len(batch))
     return result
@@ -109,6 +134,7 @@ def import_file(
     write_concern: str = "majority",
     expected_items: int | None = None,
     guard_newer: bool = True,
+    planner: bool = True,
 ) -> ImportResult:
     """Stream ``s3://bucket/key`` (gzip'd Extended JSON lines) into ``collection``; safe to repeat."""
     w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
@@ -116,6 +142,6 @@ def import_file(
     progress = Progress(log, f"import {key}", expected_items)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     with gzip.GzipFile(fileobj=body, mode="rb") as raw, io.BufferedReader(raw, 1 << 20) as source:
-        result = import_lines(source, target, key, batch_size, progress, guard_newer)
+        result = import_lines(source, target, key, batch_size, progress, guard_newer, planner)
     result.seconds = progress.finish()
     return result

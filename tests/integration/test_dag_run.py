@@ -52,7 +52,6 @@ def migration(tmp_path_factory, aws_endpoint, mongo_uri, aws_env):
     sample.seed(lambda: session.client("dynamodb", endpoint_url=aws_endpoint), config.source_table, ITEMS, workers=4)
     env = airflow_env(dict(os.environ), aws_endpoint, mongo_uri, work / "airflow", config)
     env["D2M_CONFIG"] = str(path)
-    env["D2M_SANDBOX_EXPORT_ITEMS_PER_FILE"] = "250"
     subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
 
     def run_dag() -> subprocess.CompletedProcess:

@@ -209,7 +209,8 @@ def test_malformed_line_fails_only_its_file_and_is_quarantined(s3, mongo_client,
     assert collection.count_documents({}) == 10, "the good file's import is intact"
 
 
-def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client):
+@pytest.mark.parametrize("planner", [True, False], ids=["guard-in-filter", "guard-by-read"])
+def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client, planner):
     from dynamo2mongo.load import import_lines
     from dynamo2mongo.types import item_to_document
 
@@ -222,7 +223,7 @@ def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client):
     assert (first.upserted, first.replaced, first.kept_newer) == (50, 0, 0)
     newer = item_to_document(sample.item(3), sample.KEY_ATTRS) | {"status": "changed-by-stream", "_ddb": {"sync": {"seq": "9"}}}
     collection.replace_one({"_id": newer["_id"]}, newer)
-    again = import_lines(lines, collection, "k", batch_size=7, guard_newer=True)
+    again = import_lines(lines, collection, "k", batch_size=7, guard_newer=True, planner=planner)
     assert (again.upserted, again.replaced, again.kept_newer) == (0, 49, 1)
     assert again.applied == 50
     assert collection.find_one({"_id": newer["_id"]})["status"] == "changed-by-stream"

@@ -1,4 +1,4 @@
-"""DYNAMODB_JSON export lines (``{"Item": {...}}``) to wire-format items (B as bytes)."""
+"""DynamoDB JSON (export lines ``{"Item": {...}}``, Lambda stream events) to wire-format items (B as bytes)."""
 
 from __future__ import annotations
 
@@ -55,6 +55,13 @@ def _value(attr: Any, where: str) -> dict[str, Any]:
     raise MalformedRecord(f"{where}: unknown DynamoDB type {kind!r}")
 
 
+def item_from_json(attributes: Any, where: str = "item") -> dict[str, Any]:
+    """Attributes in DynamoDB JSON (binary as base64 text) as a wire-format item."""
+    if not isinstance(attributes, dict):
+        raise MalformedRecord(f"{where}: expected a map of attributes, got {type(attributes).__name__}")
+    return {name: _value(value, name) for name, value in attributes.items()}
+
+
 def parse_line(line: bytes | str) -> dict[str, Any]:
     try:
         record = json.loads(line)
@@ -62,4 +69,4 @@ def parse_line(line: bytes | str) -> dict[str, Any]:
         raise MalformedRecord(f"not valid JSON: {error}") from None
     if not isinstance(record, dict) or not isinstance(record.get("Item"), dict):
         raise MalformedRecord('expected an object {"Item": {...}}')
-    return {name: _value(value, name) for name, value in record["Item"].items()}
+    return item_from_json(record["Item"])

@@ -30,8 +30,8 @@ from moto.dynamodb.responses import DynamoHandler
 
 from dynamo2mongo.export.ddbjson import parse_line as parse_ddb_json
 from dynamo2mongo.sandbox.ion_writer import dump_line as ion_line
+from dynamo2mongo.sandbox.servers import ITEMS_PER_FILE_ENV
 
-ITEMS_PER_FILE_ENV = "D2M_SANDBOX_EXPORT_ITEMS_PER_FILE"
 
 
 def _iso(epoch: float) -> str:

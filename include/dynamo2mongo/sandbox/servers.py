@@ -17,6 +17,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+ITEMS_PER_FILE_ENV = "D2M_SANDBOX_EXPORT_ITEMS_PER_FILE"
 JAVA_SOURCES = Path(__file__).resolve().parent / "java"
 MONGO_JAVA_SERVER_VERSION = "1.47.0"
 
@@ -95,9 +96,17 @@ def _stop(process: subprocess.Popen) -> None:
 
 
 @contextlib.contextmanager
-def moto_server() -> Iterator[str]:
-    """A moto server (every AWS API, exports in the AWS layout); yields its endpoint URL."""
-    process, url = _start([sys.executable, "-m", "dynamo2mongo.sandbox.moto_server", "--port", "0"], "moto server", 60)
+def moto_server(export_items_per_file: int | None = None) -> Iterator[str]:
+    """A moto server (every AWS API, exports in the AWS layout); yields its endpoint URL.
+
+    ``export_items_per_file`` splits exports into files of that many items (AWS decides that itself;
+    tests use small files to exercise the mapping over several files).
+    """
+    env = dict(os.environ)
+    if export_items_per_file:
+        env[ITEMS_PER_FILE_ENV] = str(export_items_per_file)
+    command = [sys.executable, "-m", "dynamo2mongo.sandbox.moto_server", "--port", "0"]
+    process, url = _start(command, "moto server", 60, env)
     try:
         yield url
     finally:

@@ -1,0 +1,5 @@
+import sys
+
+from dynamo2mongo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,100 @@
+"""Relay checkpoints and heartbeats in the metadata database (DESIGN §7).
+
+``checkpoints`` holds one document per table, direction and position: a DynamoDB stream shard
+(forward) or a change stream (backward). Each is written after the batch it covers was applied,
+so a relay killed at any point resumes after the last applied batch: at worst it applies that
+batch's successors again, which the apply functions make harmless.
+
+``relays`` holds one heartbeat per table and direction: who runs it, when it last beat and what it
+has done, for the DAG's sensors and for on-call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+from typing import Any
+
+from pymongo.database import Database
+
+CHECKPOINTS = "checkpoints"
+RELAYS = "relays"
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def aware(value: dt.datetime | None) -> dt.datetime | None:
+    """BSON dates come back naive (UTC) unless the client asks otherwise."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=dt.timezone.utc)
+    return value
+
+
+class CheckpointStore:
+    def __init__(self, database: Database, table: str, direction: str):
+        self.db = database
+        self.table = table
+        self.direction = direction
+
+    def _id(self, position: str) -> dict[str, str]:
+        return {"table": self.table, "dir": self.direction, "pos": position}
+
+    def load(self, stream: str | None = None) -> dict[str, dict[str, Any]]:
+        """Checkpoints of this table and direction (of one stream, when given), by position."""
+        query: dict[str, Any] = {"_id.table": self.table, "_id.dir": self.direction}
+        if stream is not None:
+            query["stream"] = stream
+        return {doc["_id"]["pos"]: doc for doc in self.db[CHECKPOINTS].find(query)}
+
+    def save(self, position: str, **fields: Any) -> None:
+        fields["updated_at"] = now()
+        self.db[CHECKPOINTS].update_one({"_id": self._id(position)}, {"$set": fields}, upsert=True)
+
+    def clear(self) -> int:
+        return self.db[CHECKPOINTS].delete_many({"_id.table": self.table, "_id.dir": self.direction}).deleted_count
+
+
+def relay_id(table: str, direction: str) -> str:
+    return f"{table}/{direction}"
+
+
+class Heartbeat:
+    """The relay's heartbeat document; ``beat`` is cheap enough to call after every batch."""
+
+    def __init__(self, database: Database, table: str, direction: str, every_seconds: float = 2.0):
+        self.collection = database[RELAYS]
+        self.id = relay_id(table, direction)
+        self.every = dt.timedelta(seconds=every_seconds)
+        self._last: dt.datetime | None = None
+        self.started_at = now()
+
+    def beat(self, status: str, force: bool = False, **facts: Any) -> None:
+        moment = now()
+        if not force and self._last is not None and moment - self._last < self.every:
+            return
+        self._last = moment
+        self.collection.update_one(
+            {"_id": self.id},
+            {
+                "$set": {
+                    "status": status,
+                    "beat_at": moment,
+                    "pid": os.getpid(),
+                    "host": socket.gethostname(),
+                    "started_at": self.started_at,
+                    **facts,
+                }
+            },
+            upsert=True,
+        )
+
+
+def read_heartbeat(database: Database, table: str, direction: str) -> dict[str, Any] | None:
+    document = database[RELAYS].find_one({"_id": relay_id(table, direction)})
+    if document is not None:
+        for key in ("beat_at", "started_at"):
+            document[key] = aware(document.get(key))
+    return document

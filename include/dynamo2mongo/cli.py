@@ -1,0 +1,102 @@
+"""Command line: ``dynamo2mongo relay forward --table NAME`` (also ``python -m dynamo2mongo``).
+
+The relay reads the table configuration (``--config`` or $D2M_CONFIG), takes AWS credentials from
+the standard AWS chain (environment, profile, instance role; ``AWS_ENDPOINT_URL`` for an
+emulator) and MongoDB from ``--mongo-uri`` or $MONGO_URI, so no secret is ever on its command line
+unless the operator puts it there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from dynamo2mongo.config import ConfigError, TableConfig, load_config
+
+log = logging.getLogger("dynamo2mongo")
+
+
+def _table(args: argparse.Namespace) -> TableConfig:
+    tables = {t.name: t for t in load_config(args.config)}
+    if args.table not in tables:
+        raise SystemExit(f"table {args.table!r} is not in the table configuration; known: {', '.join(sorted(tables))}")
+    return tables[args.table]
+
+
+def _mongo_uri(args: argparse.Namespace) -> str:
+    uri = args.mongo_uri or os.environ.get("MONGO_URI")
+    if not uri:
+        raise SystemExit("set MONGO_URI (or --mongo-uri) to the MongoDB the table migrates to")
+    return uri
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+
+    def handle(signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
+    return stop
+
+
+def relay_forward(args: argparse.Namespace) -> int:
+    import boto3
+    from pymongo import MongoClient
+
+    from dynamo2mongo.relay.forward import ForwardRelay, RelayError
+
+    config = _table(args)
+    session = boto3.session.Session(region_name=config.region)
+    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    relay = ForwardRelay(
+        config,
+        session.client("dynamodb"),
+        session.client("dynamodbstreams"),
+        client,
+        poll_seconds=args.poll_seconds,
+        stop=_stop_on_signals(),
+    )
+    try:
+        totals = relay.run()
+    except RelayError as error:
+        log.error("%s", error)
+        relay.heartbeat.beat("failed", force=True, error=str(error))
+        return 2
+    finally:
+        client.close()
+    log.info("forward relay of %s stopped after %d batches: %s", config.name, totals.batches, totals.result.counts())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dynamo2mongo", description="dynamo2mongo operations")
+    parser.add_argument("--config", help="table configuration file (default: $D2M_CONFIG or config/tables.yaml)")
+    parser.add_argument("--log-level", default="INFO")
+    commands = parser.add_subparsers(dest="command", required=True)
+    relay = commands.add_parser("relay", help="run a sync relay in the foreground")
+    directions = relay.add_subparsers(dest="direction", required=True)
+    forward = directions.add_parser("forward", help="DynamoDB stream -> MongoDB")
+    forward.add_argument("--table", required=True, help="the table's name in the configuration")
+    forward.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
+    forward.add_argument("--poll-seconds", type=float, default=1.0, help="pause when every shard is at its tip")
+    forward.set_defaults(run=relay_forward)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    try:
+        return args.run(args)
+    except ConfigError as error:
+        log.error("%s", error)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

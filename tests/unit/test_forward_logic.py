@@ -1,0 +1,91 @@
+"""Pure parts of forward sync: record conversion, collapsing per key, lag decisions."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from dynamo2mongo import forward
+from dynamo2mongo.canonical import content_hash
+from dynamo2mongo.lag import LagReport, LagWatch, lambda_lag
+from dynamo2mongo.types import document_to_item
+
+KEYS = ("pk", "sk")
+AT = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)
+
+
+def _record(event: str, seq: int, pk: str = "a", sk: str = "1", image: dict | None = None) -> dict:
+    data = {"SequenceNumber": str(seq), "Keys": {"pk": {"S": pk}, "sk": {"N": sk}}, "ApproximateCreationDateTime": AT}
+    if event != "REMOVE":
+        data["NewImage"] = image or {"pk": {"S": pk}, "sk": {"N": sk}, "v": {"N": str(seq)}}
+    return {"eventID": f"e{seq}", "eventName": event, "dynamodb": data}
+
+
+def test_a_change_carries_the_forward_mark_and_keeps_the_item():
+    image = {"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\xff"}, "set": {"NS": ["1", "2.5"]}}
+    change = forward.to_change(_record("INSERT", 7, image=image), KEYS)
+    mark = change.document["_ddb"]["sync"]
+    assert mark == {"src": "dynamodb", "h": content_hash(image), "seq": "7".zfill(40), "at": AT}
+    assert change.id == {"pk": "a", "sk": 1}
+    assert document_to_item(change.document) == image
+
+
+def test_lambda_events_carry_base64_binary_and_epoch_times():
+    image = {"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": base64.b64encode(b"\x01\x02").decode()}}
+    record = _record("MODIFY", 9, image=image)
+    record["dynamodb"]["ApproximateCreationDateTime"] = AT.timestamp()
+    change = forward.to_change(record, KEYS, binary_as_base64=True)
+    assert change.document["blob"] == b"\x01\x02"
+    assert change.created == AT
+
+
+def test_a_record_without_new_image_is_a_clear_error():
+    record = _record("MODIFY", 3)
+    del record["dynamodb"]["NewImage"]
+    with pytest.raises(forward.ForwardApplyError, match="NEW_AND_OLD_IMAGES"):
+        forward.to_change(record, KEYS)
+
+
+def test_sequence_numbers_sort_as_numbers_once_padded():
+    assert forward.padded("99") < forward.padded("100")
+    with pytest.raises(ValueError):
+        forward.padded("12a")
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["INSERT", "MODIFY", "REMOVE"])), max_size=40))
+def test_collapse_keeps_the_last_change_of_each_key(events):
+    changes = [forward.to_change(_record(event, seq + 1, pk=pk), KEYS) for seq, (pk, event) in enumerate(events)]
+    latest, dropped = forward.collapse(changes)
+    assert dropped == len(changes) - len(latest)
+    expected = {}
+    for change in changes:
+        expected[change.id["pk"]] = change.seq
+    assert {c.id["pk"]: c.seq for c in latest} == expected
+    assert [c.seq for c in latest] == sorted(c.seq for c in latest), "keys stay in the order of their last change"
+
+
+def test_lag_watch_needs_consecutive_good_checks():
+    watch = LagWatch(threshold_seconds=10, consecutive=3)
+    decisions = [watch.observe(LagReport(lag, "")) for lag in (1, 2, 50, 1, 1, 1)]
+    assert decisions == ["waiting", "waiting", "waiting", "waiting", "waiting", "caught_up"]
+    assert watch.observe(LagReport(None, "unknown")) == "waiting"
+
+
+def test_lag_watch_fails_on_fatal_reports_and_persistent_function_errors():
+    assert LagWatch(10, 1).observe(LagReport(1, "", fatal="retention")) == "failed"
+    watch = LagWatch(10, 1, failing_checks_allowed=2)
+    failing = {"state": "Enabled", "last_processing_result": "PROBLEM: Function call failed", "iterator_age_seconds": 1}
+    decisions = [watch.observe(lambda_lag(dict(failing), alarm_hours=18)) for _ in range(3)]
+    assert decisions[-1] == "failed"
+
+
+def test_lambda_lag_reads_the_mapping():
+    assert lambda_lag({"state": "Disabled", "uuid": "u"}, 18).fatal
+    report = lambda_lag({"state": "Enabled", "last_processing_result": "OK", "iterator_age_seconds": None}, 18)
+    assert report.lag_seconds == 0.0 and not report.fatal
+    old = lambda_lag({"state": "Enabled", "iterator_age_seconds": 19 * 3600}, 18)
+    assert "24 h retention" in old.fatal
