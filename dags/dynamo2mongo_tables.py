@@ -17,6 +17,8 @@ from dynamo2mongo_airflow.operators import (
     ReconcileOperator,
     StreamActiveSensor,
 )
+from dynamo2mongo_airflow.forward_lambda import DeployForwardLambdaOperator
+from dynamo2mongo_airflow.sync import ForwardLagSensor, ForwardRelayRunningSensor
 
 DOC = """
 ### DynamoDB `{source}` → MongoDB `{database}.{collection}`
@@ -26,7 +28,9 @@ Full load of a live table (DESIGN §2): **preflight** (table, PITR, stream, S3, 
 **wait_stream_active** → **export** (point-in-time, {format}, deferrable; one export per DAG run) →
 **list_export_files** (manifest-files.json) → **load_file** mapped per data file: **convert** (to
 canonical Extended JSON next to the export) then **import** (idempotent bulk upserts) →
-**reconcile** (imported counts against the manifest).
+**reconcile** (imported counts against the manifest) → **forward_sync** ({forward}: {forward_how}) →
+**wait_forward_lag** (deferrable: lag under the threshold for {checks} consecutive checks; fails long
+before unapplied records reach the stream's 24 h retention).
 
 Every task is safe to clear and retry. Malformed records are kept in the `quarantine` collection of
 the `{meta}` database; set *accept_quarantined* to load the rest of a file anyway.
@@ -45,6 +49,13 @@ def build_dag(table: TableConfig) -> DAG:
             format=table.export.format,
             meta=table.metadata_database,
             name=table.name,
+            forward=table.sync.forward,
+            forward_how=(
+                f"waits for the heartbeat of `dynamo2mongo relay forward --table {table.name}`"
+                if table.sync.forward == "relay"
+                else f"deploys Lambda `{table.lambda_function_name}` and its event source mapping"
+            ),
+            checks=table.sync.lag_consecutive_checks,
         ),
         schedule=table.schedule,
         start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
@@ -116,7 +127,16 @@ def build_dag(table: TableConfig) -> DAG:
             trigger_rule="none_failed",
             **common,
         )
-        preflight >> stream >> stream_active >> export >> files >> loads >> reconcile
+        if table.sync.forward == "relay":
+            forward = ForwardRelayRunningSensor(task_id="forward_sync", **common)
+        else:
+            forward = DeployForwardLambdaOperator(task_id="forward_sync", **common)
+        lag = ForwardLagSensor(
+            task_id="wait_forward_lag",
+            execution_timeout=dt.timedelta(hours=table.sync.retention_alarm_hours + 1),
+            **common,
+        )
+        preflight >> stream >> stream_active >> export >> files >> loads >> reconcile >> forward >> lag
     return dag
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``dynamo2mongo relay forward --table NAME`` (also ``python -m dynamo2mongo``).
+"""Command line: ``dynamo2mongo relay forward|backward --table NAME`` (also ``python -m dynamo2mongo``).
 
 The relay reads the table configuration (``--config`` or $D2M_CONFIG), takes AWS credentials from
 the standard AWS chain (environment, profile, instance role; ``AWS_ENDPOINT_URL`` for an
@@ -75,6 +75,30 @@ def relay_forward(args: argparse.Namespace) -> int:
     return 0
 
 
+def relay_backward(args: argparse.Namespace) -> int:
+    import boto3
+    from pymongo import MongoClient
+
+    from dynamo2mongo.backward import BackwardApplyError, StreamEnded
+    from dynamo2mongo.relay.backward import BackwardRelay
+    from dynamo2mongo.relay.forward import RelayError
+
+    config = _table(args)
+    session = boto3.session.Session(region_name=config.region)
+    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    relay = BackwardRelay(config, session.client("dynamodb"), client, stop=_stop_on_signals())
+    try:
+        totals = relay.run()
+    except (RelayError, BackwardApplyError, StreamEnded) as error:
+        log.error("%s", error)
+        relay.heartbeat.beat("failed", force=True, error=str(error))
+        return 2
+    finally:
+        client.close()
+    log.info("backward relay of %s stopped after %d batches: %s", config.name, relay.batches, totals.counts())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dynamo2mongo", description="dynamo2mongo operations")
     parser.add_argument("--config", help="table configuration file (default: $D2M_CONFIG or config/tables.yaml)")
@@ -87,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     forward.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
     forward.add_argument("--poll-seconds", type=float, default=1.0, help="pause when every shard is at its tip")
     forward.set_defaults(run=relay_forward)
+    backward = directions.add_parser("backward", help="MongoDB change stream -> DynamoDB")
+    backward.add_argument("--table", required=True, help="the table's name in the configuration")
+    backward.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
+    backward.set_defaults(run=relay_backward)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

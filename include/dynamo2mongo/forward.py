@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,9 +31,10 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from dynamo2mongo.canonical import content_hash
+from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, identity
 from dynamo2mongo.export import MalformedRecord
 from dynamo2mongo.export.ddbjson import item_from_json
-from dynamo2mongo.types import RESERVED, Unrepresentable, item_to_document
+from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,8 @@ class Change:
     created: dt.datetime
     event: str
     document: dict[str, Any] | None
+    hash: str = TOMBSTONE
+    keys: dict[str, Any] | None = None
 
     @property
     def identity(self) -> bytes:
@@ -71,6 +73,8 @@ class ApplyResult:
     deleted: int = 0
     skipped: int = 0
     collapsed: int = 0
+    echoes: int = 0
+    conflicts: int = 0
     newest_created: dt.datetime | None = None
     last_seq: str | None = None
     failed: list[tuple[Change, str]] = field(default_factory=list)
@@ -81,6 +85,8 @@ class ApplyResult:
         self.deleted += other.deleted
         self.skipped += other.skipped
         self.collapsed += other.collapsed
+        self.echoes += other.echoes
+        self.conflicts += other.conflicts
         if other.newest_created and (self.newest_created is None or other.newest_created > self.newest_created):
             self.newest_created = other.newest_created
         self.last_seq = other.last_seq or self.last_seq
@@ -93,6 +99,8 @@ class ApplyResult:
             "deleted": self.deleted,
             "skipped": self.skipped,
             "collapsed": self.collapsed,
+            "echoes": self.echoes,
+            "conflicts": self.conflicts,
             "failed": len(self.failed),
         }
 
@@ -117,6 +125,15 @@ def forward_mark(item: dict[str, Any], seq: str, created: dt.datetime) -> dict[s
     return {"src": SOURCE, "h": content_hash(item), "seq": seq, "at": created}
 
 
+def baseline_mark(item: dict[str, Any]) -> dict[str, Any]:
+    """The mark of an exported item: its content as DynamoDB held it, older than any stream record.
+
+    With it, an imported document that the application later changes is told apart from one that
+    still mirrors DynamoDB, which conflict detection and echo suppression rely on.
+    """
+    return {"src": SOURCE, "h": content_hash(item), "seq": ""}
+
+
 def to_change(
     record: dict[str, Any],
     key_attrs: tuple[str, ...],
@@ -134,7 +151,7 @@ def to_change(
         document_id = item_to_document(keys, key_attrs)["_id"]
         created = _created(data.get("ApproximateCreationDateTime"))
         if event == "REMOVE":
-            return Change(document_id, seq, created, event, None)
+            return Change(document_id, seq, created, event, None, TOMBSTONE, keys)
         if "NewImage" not in data:
             raise MalformedRecord(
                 "the record has no NewImage: the stream's view type must be NEW_AND_OLD_IMAGES (or NEW_IMAGE)"
@@ -147,21 +164,32 @@ def to_change(
             f"stream record {record.get('eventID')!r} (sequence number {data.get('SequenceNumber')}, keys "
             f"{data.get('Keys')!r:.200}) cannot be converted: {reason}"
         ) from error
-    meta = document.setdefault(RESERVED, {})
-    meta["sync"] = forward_mark(item, seq, created)
-    return Change(document["_id"], seq, created, event, document)
+    mark = forward_mark(item, seq, created)
+    document.setdefault(RESERVED, {})["sync"] = mark
+    return Change(document["_id"], seq, created, event, document, mark["h"], keys)
 
 
-def collapse(changes: Iterable[Change]) -> tuple[list[Change], int]:
-    """The last change per key, in the order keys were last changed; and how many were dropped."""
-    latest: dict[bytes, Change] = {}
-    total = 0
-    for change in changes:
-        total += 1
-        identity = change.identity
-        latest.pop(identity, None)
-        latest[identity] = change
-    return list(latest.values()), total - len(latest)
+def tombstone_id(table: str, document_id: Any) -> dict[str, Any]:
+    return {"t": table, "k": document_id}
+
+
+def last_per_key(changes: list[Change], echoes: set[int] = frozenset()) -> tuple[list[tuple[Change, bool, Change | None]], int]:
+    """The last change of each key (in the order keys were last changed), and how many were dropped.
+
+    Each entry is ``(change, is_echo, overtaken)``: when the last change is an echo (position in
+    ``echoes``), ``overtaken`` is the last independent change of the key it overtook in this batch.
+    """
+    latest: dict[bytes, tuple[Change, bool, Change | None]] = {}
+    dropped = 0
+    for position, change in enumerate(changes):
+        previous = latest.pop(change.identity, None)
+        independent = None
+        if previous is not None:
+            dropped += 1
+            independent = previous[2] if previous[1] else previous[0]
+        is_echo = position in echoes
+        latest[change.identity] = (change, is_echo, independent if is_echo else None)
+    return list(latest.values()), dropped
 
 
 def _not_newer(seq: str) -> dict[str, Any]:
@@ -169,22 +197,77 @@ def _not_newer(seq: str) -> dict[str, Any]:
     return {f"{RESERVED}.sync.seq": {"$not": {"$gte": seq}}}
 
 
-def tombstone_id(table: str, document_id: Any) -> dict[str, Any]:
-    return {"t": table, "k": document_id}
+def mark_of(document: dict[str, Any] | None) -> dict[str, Any]:
+    return ((document or {}).get(RESERVED) or {}).get("sync") or {}
 
 
-def _known_seqs(changes: list[Change], collection: Collection, tombstones: Collection, table: str) -> dict[bytes, str]:
-    """The newest sequence number MongoDB already holds per key: the document's mark, else its tombstone."""
-    known: dict[bytes, str] = {}
-    ids = [c.id for c in changes]
-    for document in collection.find({"_id": {"$in": ids}}, {f"{RESERVED}.sync.seq": 1}):
-        seq = ((document.get(RESERVED) or {}).get("sync") or {}).get("seq")
-        known[bson.encode({"k": document["_id"]})] = seq or ""
-    missing = [tombstone_id(table, c.id) for c in changes if c.identity not in known]
-    if missing:
-        for stone in tombstones.find({"_id": {"$in": missing}}, {"seq": 1}):
-            known[bson.encode({"k": stone["_id"]["k"]})] = stone["seq"]
-    return known
+def in_sync(document: dict[str, Any]) -> bool:
+    """Whether the document still holds what the last sync wrote (its mark's hash is its content's).
+
+    A document changed by the application since then does not: that change has not reached
+    DynamoDB yet, or is on its way back as an echo.
+    """
+    mark = mark_of(document)
+    if mark.get("src") != SOURCE or not mark.get("h"):
+        return False
+    try:
+        return content_hash(document_to_item(document)) == mark["h"]
+    except Unrepresentable:
+        return False
+
+
+@dataclass
+class SyncContext:
+    """What forward sync needs once backward sync may run too (DESIGN §6).
+
+    ``dynamodb`` (a client) and ``source_table`` let a ``dynamodb_wins`` resolution write the winner
+    back to DynamoDB when the losing MongoDB version already got there.
+    """
+
+    ledger: EchoLedger
+    policy: str = "dynamodb_wins"
+    dynamodb: Any = None
+    source_table: str | None = None
+
+
+def _find_echoes(changes: list[Change], sync: SyncContext, result: ApplyResult) -> tuple[set[int], dict]:
+    """Positions of the changes that are backward sync's own writes coming back (each entry once)."""
+    pending = sync.ledger.pending(TO_DYNAMODB, [c.id for c in changes])
+    echoes: set[int] = set()
+    for position, change in enumerate(changes):
+        hashes = pending.get(change.identity)
+        if hashes and change.hash in hashes:
+            del hashes[change.hash]
+            echoes.add(position)
+    result.echoes = len(echoes)
+    return echoes, pending
+
+
+def _reassert(sync: SyncContext, winners: list[tuple[Change, set[str]]]) -> None:
+    """Write DynamoDB's winning version back over the MongoDB version backward sync put there.
+
+    Only while DynamoDB still holds that MongoDB version (``losers``): had DynamoDB changed again
+    since, its newer change is in the stream and wins on its own.
+    """
+    for change, losers in winners:
+        held = sync.dynamodb.get_item(TableName=sync.source_table, Key=change.keys, ConsistentRead=True).get("Item")
+        if (content_hash(held) if held else TOMBSTONE) not in losers:
+            continue
+        sync.ledger.note_written(TO_DYNAMODB, [(change.id, change.hash)], change.created)
+        if change.document is None:
+            sync.dynamodb.delete_item(TableName=sync.source_table, Key=change.keys)
+        else:
+            sync.dynamodb.put_item(TableName=sync.source_table, Item=document_to_item(change.document))
+
+
+def _pending_application_change(document: dict[str, Any] | None, change: Change) -> bool:
+    """MongoDB holds an application change (not yet back from DynamoDB) that differs from ``change``."""
+    if document is None or in_sync(document):
+        return False
+    try:
+        return content_hash(document_to_item(document)) != change.hash
+    except Unrepresentable:
+        return True
 
 
 def apply_changes(
@@ -193,35 +276,80 @@ def apply_changes(
     tombstones: Collection,
     table: str,
     guarded: bool = True,
+    sync: SyncContext | None = None,
 ) -> ApplyResult:
     """Write one batch of changes (stream order) to ``collection``; safe to repeat.
 
     Sequence numbers already held are read first, so stale records cost no write. With ``guarded``
     (see dynamo2mongo.mongo_caps) each write also carries the sequence-number condition in its filter,
     so a concurrent writer of the same key cannot be overwritten by an older record.
+
+    With ``sync`` (backward sync may run), the stream stays the order of truth: every record is
+    applied, except where MongoDB holds an application change that DynamoDB has not seen yet. A
+    record that is backward sync's own write coming back (an echo) meets no conflict: it is that
+    change confirmed, and applying it only renews the document's mark. Any other record meeting a
+    pending application change (or a delete backward sync has just propagated) was written on both
+    sides inside the replication window: a conflict, resolved by the policy and reported.
     """
     result = ApplyResult(records=len(changes))
     if not changes:
         return result
     result.last_seq = max(c.seq for c in changes)
     result.newest_created = max(c.created for c in changes)
-    latest, result.collapsed = collapse(changes)
-    known = _known_seqs(latest, collection, tombstones, table)
+    echo_positions: set[int] = set()
+    pending: dict[bytes, dict[str, str]] = {}
+    if sync is not None:
+        echo_positions, pending = _find_echoes(changes, sync, result)
+    latest, result.collapsed = last_per_key(changes, echo_positions)
+    keys = [c.id for c, _, _ in latest]
+    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": keys}})}
+    buried = {}
+    missing = [tombstone_id(table, c.id) for c, _, _ in latest if c.identity not in current]
+    if missing:
+        buried = {identity(s["_id"]["k"]): s["seq"] for s in tombstones.find({"_id": {"$in": missing}}, {"seq": 1})}
     operations: list[Any] = []
     planned: list[Change] = []
-    removes: list[Change] = []
-    for change in latest:
-        if known.get(change.identity, "") >= change.seq:
+    deletes: list[tuple[Change, bool]] = []
+    winners: list[tuple[Change, set[str]]] = []
+    for change, is_echo, overtaken in latest:
+        document = current.get(change.identity)
+        known = (mark_of(document).get("seq") or "") if document is not None else buried.get(change.identity, "")
+        if known >= change.seq:
             result.skipped += 1
             continue
+        if sync is not None:
+            losers = set(pending.get(change.identity) or ())
+            conflict = False
+            if is_echo and overtaken is not None:
+                # DynamoDB changed the key independently just before backward sync's write landed.
+                losers.add(change.hash)
+                change, conflict = overtaken, True
+            elif is_echo:
+                if _pending_application_change(document, change):
+                    # The application changed the document again since: that newer change follows.
+                    result.skipped += 1
+                    continue
+            else:
+                conflict = _pending_application_change(document, change) or (
+                    document is None and TOMBSTONE in (pending.get(change.identity) or {})
+                )
+            if conflict:
+                result.conflicts += 1
+                if not _resolve(change, document, losers, sync, winners):
+                    result.skipped += 1
+                    continue
         condition = {"_id": change.id, **(_not_newer(change.seq) if guarded else {})}
         if change.document is None:
             operations.append(DeleteOne(condition))
-            removes.append(change)
+            deletes.append((change, document is not None))
         else:
             operations.append(ReplaceOne(condition, change.document, upsert=True))
         planned.append(change)
-    if removes:
+    if deletes:
+        present = [c for c, there in deletes if there]
+        if sync is not None and present:
+            # Only a delete that removes a document makes a change event for backward sync to skip.
+            sync.ledger.note_written(TO_MONGODB, [(c.id, TOMBSTONE) for c in present], present[0].created)
         # The tombstone goes first: should the delete then fail, the batch is retried and the
         # tombstone, holding the same sequence number, is rewritten as it was.
         tombstones.bulk_write(
@@ -231,12 +359,54 @@ def apply_changes(
                     {"$max": {"seq": c.seq}, "$set": {"at": c.created}},
                     upsert=True,
                 )
-                for c in removes
+                for c, _ in deletes
             ],
             ordered=False,
         )
-    if not operations:
-        return result
+    if winners:
+        _reassert(sync, winners)
+    if operations:
+        _write(collection, operations, planned, result)
+    if sync is not None and echo_positions:
+        sync.ledger.consume(TO_DYNAMODB, [(changes[p].id, changes[p].hash) for p in sorted(echo_positions)])
+    return result
+
+
+def _resolve(change: Change, document: dict[str, Any] | None, losers: set[str], sync: SyncContext,
+             winners: list[tuple[Change, set[str]]]) -> bool:
+    """Apply the conflict policy; True when DynamoDB's change is to be applied to MongoDB.
+
+    ``losers`` are the hashes of MongoDB versions backward sync wrote to DynamoDB after this change
+    (their echoes have not come back): a DynamoDB win is then written back to DynamoDB as well.
+    """
+    mongo_version_in_dynamodb = bool(losers)
+    if sync.policy == "mongodb_wins":
+        apply = False
+    elif sync.policy == "latest_wins":
+        if not mongo_version_in_dynamodb:
+            # The MongoDB change has not reached backward sync, so its time is unknown here: backward
+            # sync compares the two times when it meets that change.
+            sync.ledger.defer(change.id, change.created, change.seq, change.document)
+            return False
+        mongo_at = sync.ledger.changed_at(TO_DYNAMODB, change.id)
+        apply = mongo_at is None or change.created > mongo_at
+    else:
+        apply = True
+    if apply and mongo_version_in_dynamodb:
+        winners.append((change, losers))
+    sync.ledger.report_conflict(
+        change.id,
+        sync.policy,
+        "dynamodb" if apply else "mongodb",
+        change.document,
+        document,
+        change.created,
+        f"stream record {change.seq.lstrip('0')} ({change.event}) met an unsynced MongoDB change",
+    )
+    return apply
+
+
+def _write(collection: Collection, operations: list[Any], planned: list[Change], result: ApplyResult) -> None:
     try:
         details = collection.bulk_write(operations, ordered=False).bulk_api_result
     except BulkWriteError as error:
@@ -256,8 +426,7 @@ def apply_changes(
     result.deleted = details.get("nRemoved", 0)
     # A delete that matched nothing (the key never reached MongoDB, or a newer write got there first)
     # changed nothing either.
-    result.skipped += len(planned) - len(errors) - upserted_or_matched - result.deleted
-    return result
+    result.skipped += max(0, len(planned) - len(errors) - upserted_or_matched - result.deleted)
 
 
 def apply_records(
@@ -269,10 +438,11 @@ def apply_records(
     number_mapping: str = "lossless",
     binary_as_base64: bool = False,
     guarded: bool = True,
+    sync: SyncContext | None = None,
 ) -> ApplyResult:
     """Convert and apply one batch of stream records (in stream order)."""
     changes = [to_change(r, key_attrs, number_mapping, binary_as_base64) for r in records]
-    return apply_changes(changes, collection, tombstones, table, guarded)
+    return apply_changes(changes, collection, tombstones, table, guarded, sync)
 
 
 def ensure_tombstone_expiry(tombstones: Collection, retention_hours: int = 48) -> None:

@@ -1,9 +1,20 @@
-"""Deferrable waits: each names a boto waiter and its arguments, nothing else."""
+"""Deferrable waits: a boto waiter and its arguments where one fits; the lag measurement otherwise."""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+from botocore.exceptions import BotoCoreError, ClientError
+from pymongo.errors import PyMongoError
+
+from dynamo2mongo.lag import LagWatch
+from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
 
 
 class DynamoDBClientHook(AwsBaseHook):
@@ -58,3 +69,56 @@ class ExportCompletedTrigger(AwsBaseWaiterTrigger):
             verify=verify,
             botocore_config=botocore_config,
         )
+
+
+class ForwardLagTrigger(BaseTrigger):
+    """Measure forward-sync lag, in the triggerer, until it stays under the threshold or must fail.
+
+    Not an ``AwsBaseWaiterTrigger``: lag comes from the metadata database (relay checkpoints and
+    heartbeat) and, in Lambda mode, from two AWS APIs, which no single boto waiter can express.
+    Each measurement runs in a thread (pymongo and boto3 block); the decision is the domain's
+    ``LagWatch``.
+
+    :param table: the table's name in the table configuration.
+    :param threshold_seconds: lag under which a check counts as caught up (the run's Param).
+    :param timeout_seconds: give up after this long without a decision.
+    """
+
+    def __init__(self, table: str, threshold_seconds: int, timeout_seconds: int) -> None:
+        super().__init__()
+        self.table = table
+        self.threshold_seconds = threshold_seconds
+        self.timeout_seconds = timeout_seconds
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {"table": self.table, "threshold_seconds": self.threshold_seconds, "timeout_seconds": self.timeout_seconds},
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        probe = ForwardLagProbe(self.table)
+        config = probe.config
+        watch = LagWatch(self.threshold_seconds, config.sync.lag_consecutive_checks)
+        deadline = time.monotonic() + self.timeout_seconds
+        try:
+            while True:
+                try:
+                    report = await asyncio.to_thread(probe.measure)
+                except (BotoCoreError, ClientError, PyMongoError) as error:
+                    self.log.warning("measuring the forward lag of %s failed (%s); trying again", self.table, error)
+                else:
+                    decision = watch.observe(report)
+                    self.log.info("forward lag of %s: %s (%s)", self.table, report.detail, decision)
+                    if decision != "waiting":
+                        yield TriggerEvent({"status": "success" if decision == "caught_up" else "failed",
+                                            "message": report.fatal, "report": report.as_dict()})
+                        return
+                if time.monotonic() > deadline:
+                    yield TriggerEvent({"status": "failed", "report": None, "message": (
+                        f"forward sync of {self.table} did not catch up within {self.timeout_seconds} s "
+                        f"(threshold {self.threshold_seconds} s); see the relay's or the function's logs")})
+                    return
+                await asyncio.sleep(config.sync.lag_poll_seconds)
+        finally:
+            await asyncio.to_thread(probe.close)

@@ -83,9 +83,9 @@ def full_load(dynamodb: Any, s3: Any, mongo: Any, config: TableConfig, stream_ar
 
 
 def start_relay(config_path: Path, config: TableConfig, env: dict[str, str], mongo_uri: str,
-                log_path: Path) -> subprocess.Popen:
-    command = [sys.executable, "-m", "dynamo2mongo", "--config", str(config_path), "relay", "forward",
-               "--table", config.name, "--poll-seconds", "0.2"]
+                log_path: Path, direction: str = "forward") -> subprocess.Popen:
+    command = [sys.executable, "-m", "dynamo2mongo", "--config", str(config_path), "relay", direction,
+               "--table", config.name] + (["--poll-seconds", "0.2"] if direction == "forward" else [])
     return subprocess.Popen(command, env={**env, "MONGO_URI": mongo_uri}, stdout=subprocess.DEVNULL,
                             stderr=log_path.open("ab"))
 

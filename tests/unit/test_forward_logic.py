@@ -57,15 +57,23 @@ def test_sequence_numbers_sort_as_numbers_once_padded():
 
 
 @given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["INSERT", "MODIFY", "REMOVE"])), max_size=40))
-def test_collapse_keeps_the_last_change_of_each_key(events):
+def test_the_last_change_of_each_key_decides(events):
     changes = [forward.to_change(_record(event, seq + 1, pk=pk), KEYS) for seq, (pk, event) in enumerate(events)]
-    latest, dropped = forward.collapse(changes)
+    latest, dropped = forward.last_per_key(changes)
     assert dropped == len(changes) - len(latest)
     expected = {}
     for change in changes:
         expected[change.id["pk"]] = change.seq
-    assert {c.id["pk"]: c.seq for c in latest} == expected
-    assert [c.seq for c in latest] == sorted(c.seq for c in latest), "keys stay in the order of their last change"
+    assert {c.id["pk"]: c.seq for c, _, _ in latest} == expected
+    assert [c.seq for c, _, _ in latest] == sorted(c.seq for c, _, _ in latest), "keys keep the order of their last change"
+
+
+def test_an_echo_remembers_the_independent_change_it_overtook():
+    changes = [forward.to_change(_record("MODIFY", seq), KEYS) for seq in (1, 2, 3)]
+    (last, is_echo, overtaken), = forward.last_per_key(changes, echoes={1, 2})[0]
+    assert (last.seq, is_echo, overtaken.seq) == (changes[2].seq, True, changes[0].seq)
+    (last, is_echo, overtaken), = forward.last_per_key(changes[1:], echoes={0, 1})[0]
+    assert is_echo and overtaken is None
 
 
 def test_lag_watch_needs_consecutive_good_checks():

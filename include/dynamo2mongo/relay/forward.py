@@ -32,13 +32,15 @@ from pymongo.errors import PyMongoError
 from dynamo2mongo import forward
 from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
 from dynamo2mongo.config import TableConfig
+from dynamo2mongo.echo import EchoLedger
 from dynamo2mongo.mongo_caps import plans_compound_filters
 from dynamo2mongo.state import StateStore
 
 log = logging.getLogger(__name__)
 
 DIRECTION = "forward"
-READY_PHASES = ("full_load_done",)
+# Phases in which the full load is reconciled (the later ones come from the lag sensor and operations).
+READY_PHASES = ("full_load_done", "forward_caught_up", "cut_over", "rolled_back")
 
 
 class RelayError(RuntimeError):
@@ -98,6 +100,8 @@ class ForwardRelay:
         self.key_attrs: tuple[str, ...] = ()
         self.totals = Totals()
         self.guarded = plans_compound_filters(self.meta)
+        self.ledger = EchoLedger(self.meta, config.name)
+        self.sync = forward.SyncContext(self.ledger, config.sync.conflict_policy, dynamodb, config.source_table)
         self._refreshed = 0.0
 
     # ---- setup --------------------------------------------------------------------------------
@@ -213,6 +217,7 @@ class ForwardRelay:
                 self.key_attrs,
                 self.config.number_mapping,
                 guarded=self.guarded,
+                sync=self.sync,
             )
             if result.failed:
                 change, reason = result.failed[0]
@@ -264,6 +269,7 @@ class ForwardRelay:
         if not self.wait_until_ready():
             return self.totals
         forward.ensure_tombstone_expiry(self.tombstones)
+        self.ledger.ensure_indexes()
         self.state.update_migration(forward_sync_started=True, forward={"engine": "relay", "stream": self.stream_arn})
         log.info("forward relay of %s: applying %s to %s.%s", self.config.name, self.stream_arn,
                  self.config.database, self.config.collection)

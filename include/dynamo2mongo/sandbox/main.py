@@ -1,7 +1,9 @@
 """The sandbox's main job: a live migration of the sample table through the real DAG.
 
-Starts a moto server and a MongoDB wire server (or uses $MONGO_URI), seeds the sample table, runs
-``airflow dags test`` on the table's DAG, checks the result and prints a summary of each phase.
+Starts a moto server and a MongoDB wire server (or uses $MONGO_URI), seeds the sample table, starts
+the forward relay and a writer that keeps changing the table, runs ``airflow dags test`` on the
+table's DAG (full load, forward sync, lag sensor), stops the writer, waits for the relay to catch
+up, verifies both stores item by item and prints a summary of each phase.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import argparse
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -21,10 +24,14 @@ import boto3
 from pymongo import MongoClient
 
 from dynamo2mongo.canonical import canonical_item
+from dynamo2mongo.checkpoints import now
 from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.lag import LagReport, LagWatch, applied_through, relay_lag
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
+from dynamo2mongo.sandbox.workload import Workload
 from dynamo2mongo.types import document_to_item
+from dynamo2mongo.verify import verify, verify_keys
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -105,10 +112,11 @@ def _seconds(row: dict[str, Any]) -> float:
     return (datetime.fromisoformat(row["end_date"]) - datetime.fromisoformat(row["start_date"])).total_seconds()
 
 
-def check_sample(collection: Any, count: int, probes: int = 500) -> int:
-    """Compare random migrated documents with the items the seeder wrote; returns how many matched."""
+def check_sample(collection: Any, count: int, skip: set[int], probes: int = 500) -> int:
+    """Compare random migrated documents with the items the seeder wrote (those the writer left alone)."""
     matched = 0
-    for index in random.Random(7).sample(range(count), min(probes, count)):
+    candidates = [i for i in range(count) if i not in skip]
+    for index in random.Random(7).sample(candidates, min(probes, len(candidates))):
         expected = sample.item(index)
         document = collection.find_one({"_id": {"pk": expected["pk"]["S"], "sk": int(expected["sk"]["N"])}})
         if document is None:
@@ -119,12 +127,72 @@ def check_sample(collection: Any, count: int, probes: int = 500) -> int:
     return matched
 
 
-def run(items: int, keep_servers: bool) -> None:
+FULL_VERIFY_LIMIT = 20_000
+
+
+def check_both_sides(dynamodb: Any, config: TableConfig, collection: Any, items: int, workload: Workload) -> Any:
+    """Full verification for small tables; else every key the writer touched plus a random sample.
+
+    The emulator scans at a few hundred items a second, so a full scan of the 100,000-item sample
+    would take longer than the rest of the run; the keys that sync had to carry are all checked.
+    """
+    if workload.next_index <= FULL_VERIFY_LIMIT:
+        return verify(dynamodb, config.source_table, sample.KEY_ATTRS, collection)
+    rng = random.Random(11)
+    chosen = set(workload.touched) | set(rng.sample(range(items), 2_000))
+    ids = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in sorted(chosen)]
+    return verify_keys(dynamodb, config.source_table, sample.KEY_ATTRS, collection, ids)
+
+
+def start_relay(env: dict[str, str], mongo_uri: str, table: str, log: Path) -> subprocess.Popen:
+    """The forward relay, as an operator would run it next to Airflow."""
+    command = [sys.executable, "-m", "dynamo2mongo", "relay", "forward", "--table", table, "--poll-seconds", "0.5"]
+    return subprocess.Popen(
+        command, env={**env, "MONGO_URI": mongo_uri}, stdout=subprocess.DEVNULL, stderr=log.open("w"),
+        start_new_session=True,
+    )
+
+
+def stop_relay(relay: subprocess.Popen, log: Path) -> None:
+    if relay.poll() is None:
+        relay.send_signal(signal.SIGTERM)
+        try:
+            relay.wait(30)
+        except subprocess.TimeoutExpired:
+            relay.kill()
+            relay.wait()
+    if relay.returncode not in (0, -signal.SIGKILL):
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise SystemExit(f"the forward relay exited with {relay.returncode}; last lines of {log}:\n{tail}")
+
+
+def wait_caught_up(meta: Any, config: TableConfig, stream_arn: str, relay: subprocess.Popen, timeout: float = 600) -> LagReport:
+    """The lag sensor's condition, then every change made before this call applied."""
+    writes_stopped = now()
+    watch = LagWatch(config.sync.lag_threshold_seconds, config.sync.lag_consecutive_checks)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if relay.poll() is not None:
+            raise SystemExit(f"the forward relay exited with {relay.returncode}")
+        report = relay_lag(meta, config.name, stream_arn, config.sync.heartbeat_timeout_seconds,
+                           config.sync.retention_alarm_hours, now())
+        decision = watch.observe(report)
+        through = applied_through(meta, config.name, stream_arn)
+        if decision == "caught_up" and through is not None and through > writes_stopped:
+            return report
+        if decision == "failed":
+            raise SystemExit(f"forward sync failed: {report.fatal}")
+        time.sleep(1)
+    raise SystemExit(f"forward sync did not catch up within {timeout:.0f} s")
+
+
+def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
     (config,) = [t for t in load_config() if t.name == "sample_orders"]
     work = ROOT / ".sandbox"
     work.mkdir(exist_ok=True)
     home = work / "airflow"
     log = work / "sandbox.log"
+    relay_log = work / "relay-forward.log"
     log.write_text("")
     phases: dict[str, float] = {}
     with moto_server() as endpoint, mongo_server() as mongo_uri:
@@ -148,26 +216,44 @@ def run(items: int, keep_servers: bool) -> None:
         started = time.monotonic()
         _airflow(env, log, "db", "migrate")
         phases["airflow db migrate"] = time.monotonic() - started
-        print(f"running the DAG {config.dag_id} (log: {log}) ...", flush=True)
-        started = time.monotonic()
-        _airflow(env, log, "dags", "test", config.dag_id)
-        phases["dags test (whole DAG)"] = time.monotonic() - started
-
-        client = MongoClient(mongo_uri)
-        meta = client[config.metadata_database]
-        migration = meta.migrations.find_one({"_id": config.name}) or {}
+        relay = start_relay(base, mongo_uri, config.name, relay_log)
+        workload = Workload(dynamodb(), config.source_table, existing=items, seed=3)
+        writer, stop_writing = workload.start(per_second=writes_per_second)
+        print(f"running the DAG {config.dag_id} (log: {log}), the forward relay (log: {relay_log}) and a writer "
+              f"changing {config.source_table} at ~{writes_per_second:g} writes/s ...", flush=True)
+        client = MongoClient(mongo_uri, tz_aware=True)
+        try:
+            started = time.monotonic()
+            _airflow(env, log, "dags", "test", config.dag_id)
+            phases["dags test (whole DAG)"] = time.monotonic() - started
+            stop_writing.set()
+            writer.join()
+            meta = client[config.metadata_database]
+            migration = meta.migrations.find_one({"_id": config.name}) or {}
+            started = time.monotonic()
+            final_lag = wait_caught_up(meta, config, migration["stream"]["arn"], relay)
+            phases["final catch-up after the writer stopped"] = time.monotonic() - started
+            collection = client[config.database][config.collection]
+            started = time.monotonic()
+            report = check_both_sides(dynamodb(), config, collection, items, workload)
+            phases[f"verify ({report.mode})"] = time.monotonic() - started
+            matched = check_sample(collection, items, workload.touched)
+        finally:
+            stop_writing.set()
+            stop_relay(relay, relay_log)
         run_id = migration.get("last_run_id", "")
         export = (migration.get("exports") or {}).get(run_id.replace(".", "_").replace("$", "_"), {})
         files = list(meta.files.find({"table": config.name, "export_id": export.get("export_id")}))
-        collection = client[config.database][config.collection]
+        beat = meta.relays.find_one({"_id": f"{config.name}/forward"}) or {}
         tasks = _task_durations(env, config.dag_id, run_id)
         failed = [t for t in tasks if t.get("state") != "success"]
-        matched = check_sample(collection, items)
-        count = collection.count_documents({})
-        print_summary(config, items, export, files, migration, tasks, phases, count, matched)
+        print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, final_lag)
         client.close()
-        if failed or migration.get("phase") != "full_load_done" or count != items:
-            raise SystemExit(f"the migration did not complete: phase {migration.get('phase')}, failed tasks {failed}")
+        if failed or migration.get("phase") != "forward_caught_up" or report.differences:
+            raise SystemExit(
+                f"the migration did not complete: phase {migration.get('phase')}, failed tasks {failed}, "
+                f"{report.differences} differences"
+            )
         if keep_servers:
             print("servers kept running; press Ctrl-C to stop", flush=True)
             try:
@@ -177,25 +263,36 @@ def run(items: int, keep_servers: bool) -> None:
                 pass
 
 
-def print_summary(config, items, export, files, migration, tasks, phases, count, matched) -> None:
+def print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, lag) -> None:
     converted = sum(f.get("converted_items", 0) for f in files)
     imported = sum(f.get("imported_items", 0) for f in files)
     full_load = migration.get("full_load") or {}
+    counts = beat.get("counts") or {}
     print()
     print(f"== dynamo2mongo sandbox: {config.source_table} -> {config.database}.{config.collection} ==")
     print(f"items seeded     {items:>12,}")
     print(f"items exported   {export.get('item_count') or 0:>12,}   ({export.get('format')}, {len(files)} data files)")
     print(f"items converted  {converted:>12,}   (quarantined {full_load.get('quarantined', 0):,})")
-    print(f"items imported   {imported:>12,}   (collection holds {count:,}; {matched} random items checked field by field)")
+    print(f"items imported   {imported:>12,}")
+    ops = ", ".join(f"{n} {k}s" for k, n in sorted(workload.ops.items()))
+    print(f"live writes      {sum(workload.ops.values()):>12,}   ({ops}) during the full load and forward sync")
+    print(f"forward relay    {counts.get('records', 0):>12,}   stream records: {counts.get('written', 0):,} written, "
+          f"{counts.get('deleted', 0):,} deleted, {counts.get('skipped', 0):,} already applied, "
+          f"{counts.get('collapsed', 0):,} collapsed")
+    print(f"lag at the end   {lag.lag_seconds:>12.1f} s (the DAG's lag sensor passed at "
+          f"{(migration.get('forward_lag') or {}).get('lag_seconds', 0):.1f} s, threshold {config.sync.lag_threshold_seconds} s)")
+    print(f"verification     {report.checked:>12,}   items compared ({report.mode}): {report.missing} missing, "
+          f"{report.extra} extra, {report.different} different; {matched} untouched items also checked against "
+          f"the generator")
     print("phase timings (s):")
     for name, seconds in phases.items():
-        print(f"  {name:<34}{seconds:>9.1f}")
+        print(f"  {name:<40}{seconds:>9.1f}")
     by_task: dict[str, list[float]] = {}
     for row in tasks:
         by_task.setdefault(row["task_id"], []).append(_seconds(row))
     for task_id, durations in by_task.items():
         label = task_id if len(durations) == 1 else f"{task_id} (x{len(durations)}, sum)"
-        print(f"  {label:<34}{sum(durations):>9.1f}")
+        print(f"  {label:<40}{sum(durations):>9.1f}")
     print(f"phase: {migration.get('phase')}")
 
 
@@ -203,8 +300,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dynamo2mongo.sandbox.main", description=__doc__)
     parser.add_argument("--items", type=int, default=100_000, help="items to seed (default 100000)")
     parser.add_argument("--keep-servers", action="store_true", help="keep the servers up after the run")
+    parser.add_argument("--writes-per-second", type=float, default=20.0,
+                        help="rate of the writer that changes the table during the migration (default 20)")
     args = parser.parse_args(argv)
-    run(args.items, args.keep_servers)
+    run(args.items, args.keep_servers, args.writes_per_second)
 
 
 if __name__ == "__main__":

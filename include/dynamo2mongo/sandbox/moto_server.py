@@ -2,16 +2,33 @@
 
 ``python -m dynamo2mongo.sandbox.moto_server --port 0`` prints ``READY http://127.0.0.1:PORT`` once it
 accepts connections, and exits when its stdin closes (so it never outlives its parent).
+
+Requests are served one at a time: moto's DynamoDB backend does not lock an item while it writes
+it, so two clients writing one key at once (both sync directions do, by design) could otherwise
+leave stream records that disagree with the table. DynamoDB itself serializes writes per item.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import threading
+from typing import Any
 
-from moto.server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from dynamo2mongo.sandbox import moto_export
+
+
+class _OneAtATime:
+    def __init__(self, app: Any):
+        self.app = app
+        self.lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        with self.lock:
+            return list(self.app(environ, start_response))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -20,13 +37,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     moto_export.install()
-    server = ThreadedMotoServer(ip_address=args.host, port=args.port, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
+    app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    host, port = server.server_address[:2]
     print(f"READY http://{host}:{port}", flush=True)
     while sys.stdin.read(1):
         pass
-    server.stop()
+    server.shutdown()
 
 
 if __name__ == "__main__":

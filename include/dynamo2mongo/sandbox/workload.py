@@ -84,3 +84,66 @@ class Workload:
         thread = threading.Thread(target=self.run, args=(stop, per_second, max_ops), name="workload", daemon=True)
         thread.start()
         return thread, stop
+
+
+class MongoWorkload:
+    """The new application writing MongoDB directly, on keys that overlap the DynamoDB writer's.
+
+    Like a real application it keeps the key fields and the ``_id`` convention, and copies the
+    document's ``_ddb`` field along on updates (backward sync must still see those changes).
+    """
+
+    def __init__(self, collection: Any, key_attrs: tuple[str, ...], existing: int, seed: int = 2):
+        self.collection = collection
+        self.key_attrs = key_attrs
+        self.rng = random.Random(seed)
+        self.existing = existing
+        self.next_index = existing + 1_000_000
+        self.ops: Counter[str] = Counter()
+        self.touched: set[int] = set()
+
+    def _document(self, index: int) -> dict[str, Any]:
+        from dynamo2mongo.types import item_to_document
+
+        return item_to_document(sample.item(index), self.key_attrs)
+
+    def step(self) -> str:
+        roll = self.rng.random()
+        if roll < 0.2:
+            index = self.next_index
+            self.next_index += 1
+            self.collection.insert_one(self._document(index))
+            op = "insert"
+        else:
+            index = self.rng.randrange(self.existing)
+            key = self._document(index)["_id"]
+            if roll < 0.75:
+                self.collection.update_one(
+                    {"_id": key},
+                    {"$set": {"status": self.rng.choice(["mongo-paid", "mongo-shipped"]),
+                              "note": f"app {self.rng.randint(0, 10**6)}"}, "$inc": {"app_version": 1}},
+                )
+                op = "update"
+            elif roll < 0.9:
+                self.collection.delete_one({"_id": key})
+                op = "delete"
+            else:
+                self.collection.replace_one({"_id": key}, self._document(index) | {"recreated_in": "mongodb"}, upsert=True)
+                op = "recreate"
+        self.touched.add(index)
+        self.ops[op] += 1
+        return op
+
+    def run(self, stop: threading.Event, per_second: float = 50.0, max_ops: int | None = None) -> Counter[str]:
+        pause = 1.0 / per_second if per_second > 0 else 0.0
+        while not stop.is_set() and (max_ops is None or sum(self.ops.values()) < max_ops):
+            self.step()
+            if pause:
+                time.sleep(pause)
+        return self.ops
+
+    def start(self, per_second: float = 50.0, max_ops: int | None = None) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(stop, per_second, max_ops), name="mongo-workload", daemon=True)
+        thread.start()
+        return thread, stop

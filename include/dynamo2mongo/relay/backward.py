@@ -1,0 +1,152 @@
+"""The change-stream relay: backward sync from MongoDB to DynamoDB (DESIGN §2, §6, §7).
+
+It watches the table's collection with post-images (``fullDocument: updateLookup``), applies
+events in batches through ``dynamo2mongo.backward``, and saves the stream's resume token after each
+applied batch, so a relay killed at any point resumes after the last applied batch. A first start
+records the moment it began, so that a restart before the first event misses nothing either.
+It starts once forward sync has caught up: backward sync is CDC only, and until then MongoDB holds
+only what forward sync wrote.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+from bson import Timestamp
+from pymongo.errors import PyMongoError
+
+from dynamo2mongo import backward
+from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
+from dynamo2mongo.config import TableConfig
+from dynamo2mongo.echo import EchoLedger
+from dynamo2mongo.relay.forward import RelayError
+from dynamo2mongo.state import StateStore
+
+log = logging.getLogger(__name__)
+
+DIRECTION = "backward"
+POSITION = "change_stream"
+READY_PHASES = ("forward_caught_up", "cut_over", "rolled_back")
+
+
+class BackwardRelay:
+    def __init__(
+        self,
+        config: TableConfig,
+        dynamodb: Any,
+        mongo: Any,
+        *,
+        batch_max: int = 500,
+        batch_seconds: float = 0.5,
+        poll_seconds: float = 1.0,
+        stop: threading.Event | None = None,
+    ):
+        self.config = config
+        self.dynamodb = dynamodb
+        self.meta = mongo[config.metadata_database]
+        self.collection = mongo[config.database][config.collection]
+        self.state = StateStore(self.meta, config.name)
+        self.checkpoints = CheckpointStore(self.meta, config.name, DIRECTION)
+        self.forward_checkpoints = CheckpointStore(self.meta, config.name, "forward")
+        self.heartbeat = Heartbeat(self.meta, config.name, DIRECTION)
+        self.ledger = EchoLedger(self.meta, config.name)
+        self.batch_max = batch_max
+        self.batch_seconds = batch_seconds
+        self.poll_seconds = poll_seconds
+        self.stop = stop or threading.Event()
+        self.key_attrs: tuple[str, ...] = ()
+        self.totals = backward.BackwardResult()
+        self.batches = 0
+        self.caught_up_at: Any = None
+
+    def wait_until_ready(self) -> bool:
+        while not self.stop.is_set():
+            migration = self.state.migration()
+            if migration.get("phase") in READY_PHASES or migration.get("backward_sync_started"):
+                self.key_attrs = tuple((migration.get("source") or {}).get("key") or ())
+                if not self.key_attrs:
+                    raise RelayError(f"table {self.config.name!r}: the migration state names no key; run preflight first")
+                return True
+            self.heartbeat.beat("waiting for forward sync to catch up", phase=migration.get("phase"))
+            self.stop.wait(self.poll_seconds)
+        return False
+
+    def _stream_options(self) -> dict[str, Any]:
+        checkpoint = self.checkpoints.load().get(POSITION)
+        if checkpoint is None:
+            start = Timestamp(int(time.time()), 0)
+            self.checkpoints.save(POSITION, start_at=start, token=None)
+            return {"start_at_operation_time": start}
+        if checkpoint.get("token") is not None:
+            return {"resume_after": checkpoint["token"]}
+        return {"start_at_operation_time": checkpoint["start_at"]}
+
+    def _next_batch(self, stream: Any) -> list[dict[str, Any]]:
+        changes: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.batch_seconds
+        while len(changes) < self.batch_max and time.monotonic() < deadline and not self.stop.is_set():
+            change = stream.try_next()
+            if change is None:
+                if changes:
+                    break
+                continue
+            changes.append(change)
+        return changes
+
+    def _apply(self, changes: list[dict[str, Any]]) -> backward.BackwardResult:
+        events = [e for e in (backward.to_event(c, self.config.collection) for c in changes) if e is not None]
+        result = backward.apply_events(
+            events,
+            dynamodb=self.dynamodb,
+            source_table=self.config.source_table,
+            key_attrs=self.key_attrs,
+            collection=self.collection,
+            ledger=self.ledger,
+            policy=self.config.sync.conflict_policy,
+            tombstones=self.meta["tombstones"],
+            applied_seq=max((c.get("seq") or "" for c in self.forward_checkpoints.load().values()), default=None) or None,
+        )
+        self.checkpoints.save(POSITION, token=changes[-1]["_id"], newest_at=result.newest_at)
+        self.batches += 1
+        self.totals.add(result)
+        log.debug("applied %s", result.counts())
+        return result
+
+    def _facts(self) -> dict[str, Any]:
+        return {"engine": "relay", "batches": self.batches, "counts": self.totals.counts(),
+                "newest_at": self.totals.newest_at}
+
+    def run(self) -> backward.BackwardResult:
+        if not self.wait_until_ready():
+            return self.totals
+        self.ledger.ensure_indexes()
+        self.state.update_migration(backward_sync_started=True, backward={"engine": "relay"})
+        log.info("backward relay of %s: applying changes of %s.%s to %s", self.config.name, self.config.database,
+                 self.config.collection, self.config.source_table)
+        backoff = self.poll_seconds
+        while not self.stop.is_set():
+            try:
+                with self.collection.watch(full_document="updateLookup", max_await_time_ms=200,
+                                           **self._stream_options()) as stream:
+                    while not self.stop.is_set():
+                        asked_at = now()
+                        changes = self._next_batch(stream)
+                        if changes:
+                            self._apply(changes)
+                        if len(changes) < self.batch_max:
+                            # The stream had nothing more: every change made before asking is applied.
+                            self.caught_up_at = asked_at
+                            self.checkpoints.save(POSITION, caught_up_at=asked_at)
+                        self.heartbeat.beat("applying", caught_up_at=self.caught_up_at, **self._facts())
+                        backoff = self.poll_seconds
+            except (BotoCoreError, ClientError, PyMongoError) as error:
+                # Network blips, throttling and elections heal; the stream reopens at the checkpoint.
+                log.warning("backward relay of %s: %s; retrying in %.0f s", self.config.name, error, backoff)
+                self.stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+        self.heartbeat.beat("stopped", force=True, **self._facts())
+        return self.totals

@@ -1,0 +1,60 @@
+"""One forward-lag measurement for a configured table, with its connections resolved the Airflow way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
+from airflow.providers.mongo.hooks.mongo import MongoHook
+
+from dynamo2mongo.checkpoints import now
+from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.lag import LagReport, lambda_lag, relay_lag
+from dynamo2mongo.lambda_engine import lambda_lag_facts
+from dynamo2mongo.state import StateStore
+
+
+class ForwardLagProbe:
+    """Measures the lag of one table's forward sync; keeps its clients between measurements."""
+
+    def __init__(self, table: str) -> None:
+        tables = {t.name: t for t in load_config()}
+        if table not in tables:
+            raise ValueError(f"table {table!r} is not in the table configuration any more; restore its entry")
+        self.config: TableConfig = tables[table]
+        self._mongo: Any = None
+        self._aws: dict[str, Any] = {}
+
+    def _client(self, service: str) -> Any:
+        if service not in self._aws:
+            config = self.config
+            self._aws[service] = AwsBaseHook(
+                aws_conn_id=config.aws_conn_id, region_name=config.region, client_type=service
+            ).get_conn()
+        return self._aws[service]
+
+    def measure(self) -> LagReport:
+        config = self.config
+        if self._mongo is None:
+            self._mongo = MongoHook(mongo_conn_id=config.mongo_conn_id).get_conn()
+        meta = self._mongo[config.metadata_database]
+        migration = StateStore(meta, config.name).migration()
+        if config.sync.forward == "lambda":
+            deployed = migration.get("forward") or {}
+            facts = lambda_lag_facts(
+                self._client("lambda"),
+                self._client("cloudwatch"),
+                deployed.get("function_name", config.lambda_function_name),
+                deployed.get("mapping_uuid"),
+                now(),
+            )
+            return lambda_lag(facts, config.sync.retention_alarm_hours)
+        stream = (migration.get("stream") or {}).get("arn")
+        return relay_lag(
+            meta, config.name, stream, config.sync.heartbeat_timeout_seconds, config.sync.retention_alarm_hours, now()
+        )
+
+    def close(self) -> None:
+        if self._mongo is not None:
+            self._mongo.close()
+            self._mongo = None
