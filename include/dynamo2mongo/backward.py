@@ -73,6 +73,8 @@ class BackwardResult:
     collapsed: int = 0
     conflicts: int = 0
     newest_at: dt.datetime | None = None
+    # The newest change made in MongoDB by someone other than forward sync (not an echo).
+    newest_independent: dt.datetime | None = None
     last_token: Any = None
 
     def add(self, other: "BackwardResult") -> None:
@@ -80,16 +82,27 @@ class BackwardResult:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.newest_at and (self.newest_at is None or other.newest_at > self.newest_at):
             self.newest_at = other.newest_at
+        if other.newest_independent and (
+            self.newest_independent is None or other.newest_independent > self.newest_independent
+        ):
+            self.newest_independent = other.newest_independent
         self.last_token = other.last_token or self.last_token
 
     def counts(self) -> dict[str, int]:
         return {n: getattr(self, n) for n in ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts")}
 
 
-def to_event(change: dict[str, Any], collection_name: str) -> Event | None:
-    """One change-stream event; None for events that change no document (e.g. createIndexes)."""
+def to_event(change: dict[str, Any], collection_name: str, still_there: Any = lambda: False) -> Event | None:
+    """One change-stream event; None for events that change no document (e.g. createIndexes).
+
+    ``still_there()`` says whether the watched collection exists: some servers (mongo-java-server)
+    report every drop in the database, without naming the collection, on a collection's stream.
+    """
     operation = change.get("operationType")
     if operation in ENDING_EVENTS:
+        ns = change.get("ns") or {}
+        if (ns.get("coll") and ns["coll"] != collection_name) or (not ns.get("coll") and still_there()):
+            return None
         raise StreamEnded(
             f"the change stream of {collection_name!r} reports {operation!r}: the collection was dropped or "
             f"renamed, so backward sync cannot go on. Restore the collection (or the configuration), clear the "
@@ -220,6 +233,8 @@ def apply_events(
             result.collapsed += 1
             del latest[event.identity]
         latest[event.identity] = event
+    if latest:
+        result.newest_independent = max(e.at for e in latest.values())
     deferred = ledger.deferred([e.id for e in latest.values()])
     plan = _Plan()
     deleted_ids = [e.id for e in latest.values() if e.op == "delete"]

@@ -82,6 +82,21 @@ class LambdaConfig:
 
 
 @dataclass(frozen=True)
+class DmsConfig:
+    """The AWS DMS engine of backward sync (sync.backward: dms); see README for its limits."""
+
+    replication_instance_arn: str | None = None
+    secrets_access_role_arn: str | None = None
+    target_role_arn: str | None = None
+    # Secrets Manager secret for the MongoDB source; None: dynamo2mongo/<name>/dms-mongodb-source.
+    source_secret_id: str | None = None
+    identifier_prefix: str = "dynamo2mongo"
+    docs_to_investigate: int = 1000
+    poll_seconds: int = 15
+    max_wait_seconds: int = 1800
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     esr_sort_fields: dict[str, str] = field(default_factory=dict)
 
@@ -102,6 +117,7 @@ class TableConfig:
     imports: ImportConfig = field(default_factory=ImportConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     forward_lambda: LambdaConfig = field(default_factory=LambdaConfig)
+    dms: DmsConfig = field(default_factory=DmsConfig)
     indexes: IndexConfig = field(default_factory=IndexConfig)
     owner: str = "data-platform"
     tags: tuple[str, ...] = ()
@@ -137,6 +153,7 @@ _SECTIONS: dict[str, type] = {
     "imports": ImportConfig,
     "sync": SyncConfig,
     "forward_lambda": LambdaConfig,
+    "dms": DmsConfig,
     "indexes": IndexConfig,
 }
 
@@ -166,6 +183,9 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "forward_lambda.batching_window_seconds": (0, 300),
     "forward_lambda.parallelization_factor": (1, 10),
     "forward_lambda.maximum_retry_attempts": (-1, 10000),
+    "dms.docs_to_investigate": (1, 1_000_000),
+    "dms.poll_seconds": (1, 3600),
+    "dms.max_wait_seconds": (60, 86400),
 }
 
 
@@ -257,6 +277,13 @@ def _build_table(raw: dict, where: str) -> TableConfig:
         for key in ("role_arn", "mongo_secret_id"):
             if not getattr(table.forward_lambda, key):
                 raise ConfigError(f"{where}: 'forward_lambda.{key}' is required when sync.forward is lambda on aws")
+    if table.sync.backward == "dms" and table.environment == "aws":
+        for key in ("replication_instance_arn", "secrets_access_role_arn", "target_role_arn"):
+            if not getattr(table.dms, key):
+                raise ConfigError(f"{where}: 'dms.{key}' is required when sync.backward is dms on aws")
+    if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,39}$", table.dms.identifier_prefix):
+        raise ConfigError(f"{where}: 'dms.identifier_prefix' must start with a letter and hold letters, digits "
+                          f"and '-' (at most 40), got {table.dms.identifier_prefix!r}")
     prefix = table.export.s3_prefix
     if prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"{where}: 'export.s3_prefix' must not start or end with '/', got {prefix!r}")

@@ -76,6 +76,8 @@ class ApplyResult:
     echoes: int = 0
     conflicts: int = 0
     newest_created: dt.datetime | None = None
+    # The newest change made in DynamoDB by someone other than backward sync (not an echo).
+    newest_independent: dt.datetime | None = None
     last_seq: str | None = None
     failed: list[tuple[Change, str]] = field(default_factory=list)
 
@@ -89,6 +91,10 @@ class ApplyResult:
         self.conflicts += other.conflicts
         if other.newest_created and (self.newest_created is None or other.newest_created > self.newest_created):
             self.newest_created = other.newest_created
+        if other.newest_independent and (
+            self.newest_independent is None or other.newest_independent > self.newest_independent
+        ):
+            self.newest_independent = other.newest_independent
         self.last_seq = other.last_seq or self.last_seq
         self.failed.extend(other.failed)
 
@@ -301,6 +307,8 @@ def apply_changes(
     if sync is not None:
         echo_positions, pending = _find_echoes(changes, sync, result)
     latest, result.collapsed = last_per_key(changes, echo_positions)
+    independent = [c.created for p, c in enumerate(changes) if p not in echo_positions]
+    result.newest_independent = max(independent) if independent else None
     keys = [c.id for c, _, _ in latest]
     current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": keys}})}
     buried = {}

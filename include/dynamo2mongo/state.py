@@ -45,6 +45,13 @@ class StateStore:
             return_document=ReturnDocument.AFTER,
         )
 
+    def desired(self, direction: str) -> str:
+        """``run`` or ``stop``: what the operations (cut-over, rollback, finish) want of a relay."""
+        return ((self.migration().get("control") or {}).get(direction)) or "run"
+
+    def set_desired(self, direction: str, value: str) -> None:
+        self.update_migration(**{f"control.{direction}": value})
+
     def set_phase(self, phase: str, run_id: str | None = None) -> None:
         self.update_migration(phase=phase, last_run_id=run_id)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime as dt
+import json
 import logging
 import random
 import threading
@@ -19,6 +20,7 @@ from typing import Any
 
 import bson
 from pymongo.collection import Collection
+from pymongo.database import Database
 
 from dynamo2mongo.backward import BackwardApplyError, dynamodb_key
 from dynamo2mongo.canonical import canonical_item, content_hash
@@ -268,3 +270,31 @@ def verify(
         _lookup_extra(dynamodb, table, key_attrs, batch, rec)
     report.seconds = time.monotonic() - started
     return report
+
+
+VERIFICATIONS = "verifications"
+
+
+def store_report(db: Database, table: str, run_id: str, report: VerifyReport) -> dict[str, Any]:
+    """Keep the report of one DAG run in the metadata database; a retry of the run replaces it.
+
+    ``table`` is the configuration's name (the ``_id`` of the migration state); the report itself
+    names the DynamoDB table (``source_table``). The field-by-field difference is kept as JSON text:
+    its keys are DynamoDB attribute names, which may hold ``.`` or start with ``$``.
+    """
+    summary = report.summary()
+    document = {
+        "_id": {"table": table, "run_id": run_id},
+        "table": table,
+        "source_table": report.table,
+        "run_id": run_id,
+        **{k: v for k, v in summary.items() if k != "table"},
+        "field_diff": json.dumps(summary["field_diff"], ensure_ascii=False) if summary["field_diff"] else None,
+    }
+    db[VERIFICATIONS].replace_one({"_id": document["_id"]}, document, upsert=True)
+    return document
+
+
+def latest_report(db: Database, table: str) -> dict[str, Any] | None:
+    """The most recent stored verification of ``table`` (the configuration's name), or None."""
+    return next(iter(db[VERIFICATIONS].find({"table": table}).sort("at", -1).limit(1)), None)

@@ -110,6 +110,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
         facts["stream"] = records[0].get("eventSourceARN")
     if result.newest_created is not None:
         facts["newest_created"] = result.newest_created
+    if result.newest_independent is not None:
+        facts["newest_independent"] = result.newest_independent
     mongo.heartbeat.beat("failing" if retry else "applying", force=True, **facts)
     log.info(
         "table %s: batch %s..%s applied to %s.%s: %s",

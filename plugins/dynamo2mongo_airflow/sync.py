@@ -18,39 +18,42 @@ from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
 from dynamo2mongo_airflow.triggers import ForwardLagTrigger
 
 
-class ForwardRelayRunningSensor(BaseSensorOperator):
-    """Wait until the table's forward relay beats and applies (``dynamo2mongo relay forward``).
+class RelayRunningSensor(BaseSensorOperator):
+    """Wait until the table's relay of one direction beats and applies (``dynamo2mongo relay <direction>``).
 
-    The relay is a long-running service outside Airflow (a systemd unit, a Kubernetes deployment);
-    this task only checks that it runs. A relay that reported a fatal error fails the task at once.
+    The relays are long-running services outside Airflow (systemd units, Kubernetes deployments);
+    this task only checks that one runs. A relay that reported a fatal error fails the task at once.
 
     :param table: the table's name in the table configuration (templated).
+    :param direction: ``forward`` (DynamoDB to MongoDB) or ``backward`` (MongoDB to DynamoDB).
     """
 
     template_fields = ("table",)
 
-    def __init__(self, *, table: str, **kwargs: Any) -> None:
+    def __init__(self, *, table: str, direction: str, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", 5)
         kwargs.setdefault("timeout", 60 * 60)
         kwargs.setdefault("mode", "reschedule")
         super().__init__(**kwargs)
         self.table = table
+        self.direction = direction
 
     def poke(self, context: Context) -> bool:
         config = TableOperator(task_id="_", table=self.table).table_config(context)
         with MongoHook(mongo_conn_id=config.mongo_conn_id) as hook:
-            beat = read_heartbeat(hook.get_conn()[config.metadata_database], config.name, "forward")
-        command = f"dynamo2mongo relay forward --table {config.name}"
+            beat = read_heartbeat(hook.get_conn()[config.metadata_database], config.name, self.direction)
+        command = f"dynamo2mongo relay {self.direction} --table {config.name}"
         if beat is None:
-            self.log.info("no heartbeat from the forward relay of %s yet; start it with `%s`", config.name, command)
+            self.log.info("no heartbeat from the %s relay of %s yet; start it with `%s`", self.direction, config.name,
+                          command)
             return False
         age = (now() - beat["beat_at"]).total_seconds()
         if beat.get("status") == "failed":
             raise AirflowFailException(
-                f"the forward relay of {config.name} on {beat.get('host')} stopped with an error: {beat.get('error')}. "
-                f"Fix the cause, restart it (`{command}`), then clear this task"
+                f"the {self.direction} relay of {config.name} on {beat.get('host')} stopped with an error: "
+                f"{beat.get('error')}. Fix the cause, restart it (`{command}`), then clear this task"
             )
-        self.log.info("forward relay of %s on %s: %s, heartbeat %.0f s ago", config.name, beat.get("host"),
+        self.log.info("%s relay of %s on %s: %s, heartbeat %.0f s ago", self.direction, config.name, beat.get("host"),
                       beat.get("status"), age)
         return beat.get("status") == "applying" and age <= config.sync.heartbeat_timeout_seconds
 

@@ -65,17 +65,19 @@ def migration(tmp_path_factory, aws_endpoint, mongo_uri, aws_env):
             timeout=900,
         )
 
-    # The forward relay runs beside Airflow, as in production; the DAG waits for its heartbeat.
-    relay_log = work / "relay.log"
-    relay = subprocess.Popen(
-        [sys.executable, "-m", "dynamo2mongo", "relay", "forward", "--table", config.name, "--poll-seconds", "0.2"],
-        env={**env, "MONGO_URI": mongo_uri},
-        stdout=subprocess.DEVNULL,
-        stderr=relay_log.open("w"),
-    )
+    # The relays run beside Airflow, as in production; the DAG waits for their heartbeats.
+    relays = {}
+    for direction in ("forward", "backward"):
+        relays[direction] = subprocess.Popen(
+            [sys.executable, "-m", "dynamo2mongo", "relay", direction, "--table", config.name],
+            env={**env, "MONGO_URI": mongo_uri},
+            stdout=subprocess.DEVNULL,
+            stderr=(work / f"relay-{direction}.log").open("w"),
+        )
     yield config, run_dag
-    relay.send_signal(signal.SIGTERM)
-    assert relay.wait(30) == 0, relay_log.read_text()[-3000:]
+    for direction, relay in relays.items():
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(30) == 0, (work / f"relay-{direction}.log").read_text()[-3000:]
 
 
 def _snapshot(collection) -> list[str]:

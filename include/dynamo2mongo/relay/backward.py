@@ -62,6 +62,8 @@ class BackwardRelay:
         self.totals = backward.BackwardResult()
         self.batches = 0
         self.caught_up_at: Any = None
+        self._control_read = float("-inf")
+        self._paused = False
 
     def wait_until_ready(self) -> bool:
         while not self.stop.is_set():
@@ -98,7 +100,12 @@ class BackwardRelay:
         return changes
 
     def _apply(self, changes: list[dict[str, Any]]) -> backward.BackwardResult:
-        events = [e for e in (backward.to_event(c, self.config.collection) for c in changes) if e is not None]
+        def still_there() -> bool:
+            return self.config.collection in self.collection.database.list_collection_names(
+                filter={"name": self.config.collection}
+            )
+
+        events = [e for e in (backward.to_event(c, self.config.collection, still_there) for c in changes) if e is not None]
         result = backward.apply_events(
             events,
             dynamodb=self.dynamodb,
@@ -110,15 +117,26 @@ class BackwardRelay:
             tombstones=self.meta["tombstones"],
             applied_seq=max((c.get("seq") or "" for c in self.forward_checkpoints.load().values()), default=None) or None,
         )
-        self.checkpoints.save(POSITION, token=changes[-1]["_id"], newest_at=result.newest_at)
+        progress = {"token": changes[-1]["_id"], "newest_at": result.newest_at}
+        if result.newest_independent is not None:
+            progress["newest_independent"] = result.newest_independent
+        self.checkpoints.save(POSITION, **progress)
         self.batches += 1
         self.totals.add(result)
         log.debug("applied %s", result.counts())
         return result
 
+    def paused(self) -> bool:
+        """Whether an operation asked this direction to stop (read at most once a second)."""
+        moment = time.monotonic()
+        if moment - self._control_read >= 1.0:
+            self._control_read = moment
+            self._paused = self.state.desired(DIRECTION) == "stop"
+        return self._paused
+
     def _facts(self) -> dict[str, Any]:
         return {"engine": "relay", "batches": self.batches, "counts": self.totals.counts(),
-                "newest_at": self.totals.newest_at}
+                "newest_at": self.totals.newest_at, "newest_independent": self.totals.newest_independent}
 
     def run(self) -> backward.BackwardResult:
         if not self.wait_until_ready():
@@ -129,10 +147,15 @@ class BackwardRelay:
                  self.config.collection, self.config.source_table)
         backoff = self.poll_seconds
         while not self.stop.is_set():
+            if self.paused():
+                # Stopped by an operation (rollback, finish); the resume token keeps the position.
+                self.heartbeat.beat("paused", **self._facts())
+                self.stop.wait(self.poll_seconds)
+                continue
             try:
                 with self.collection.watch(full_document="updateLookup", max_await_time_ms=200,
                                            **self._stream_options()) as stream:
-                    while not self.stop.is_set():
+                    while not self.stop.is_set() and not self.paused():
                         asked_at = now()
                         changes = self._next_batch(stream)
                         if changes:

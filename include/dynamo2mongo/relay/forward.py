@@ -103,6 +103,8 @@ class ForwardRelay:
         self.ledger = EchoLedger(self.meta, config.name)
         self.sync = forward.SyncContext(self.ledger, config.sync.conflict_policy, dynamodb, config.source_table)
         self._refreshed = 0.0
+        self._control_read = float("-inf")
+        self._paused = False
 
     # ---- setup --------------------------------------------------------------------------------
 
@@ -228,6 +230,8 @@ class ForwardRelay:
                 )
             shard.seq = result.last_seq
             fields.update(seq=shard.seq, newest_created=result.newest_created)
+            if result.newest_independent is not None:
+                fields["newest_independent"] = result.newest_independent
             log.debug("shard %s: %s up to %s", shard.shard_id, result.counts(), shard.seq.lstrip("0"))
             self.totals.batches += 1
             self.totals.result.add(result)
@@ -254,6 +258,14 @@ class ForwardRelay:
                 read += self._poll_shard(shard)
         return read
 
+    def paused(self) -> bool:
+        """Whether an operation asked this direction to stop (read at most once a second)."""
+        moment = time.monotonic()
+        if moment - self._control_read >= 1.0:
+            self._control_read = moment
+            self._paused = self.state.desired(DIRECTION) == "stop"
+        return self._paused
+
     def _facts(self) -> dict[str, Any]:
         open_shards = [s for s in self.shards.values() if not s.done]
         return {
@@ -263,6 +275,7 @@ class ForwardRelay:
             "batches": self.totals.batches,
             "counts": self.totals.result.counts(),
             "newest_created": self.totals.result.newest_created,
+            "newest_independent": self.totals.result.newest_independent,
         }
 
     def run(self) -> Totals:
@@ -276,6 +289,11 @@ class ForwardRelay:
         backoff = self.poll_seconds
         while not self.stop.is_set():
             try:
+                if self.paused():
+                    # Stopped by an operation (cut-over); the checkpoints keep the position.
+                    self.heartbeat.beat("paused", **self._facts())
+                    self.stop.wait(self.poll_seconds)
+                    continue
                 read = self.step()
                 self.heartbeat.beat("applying", **self._facts())
             except (BotoCoreError, ClientError, PyMongoError) as error:

@@ -15,6 +15,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -29,7 +30,7 @@ from dynamo2mongo.config import TableConfig, load_config
 from dynamo2mongo.lag import LagReport, LagWatch, applied_through, relay_lag
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
-from dynamo2mongo.sandbox.workload import Workload
+from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.types import document_to_item
 from dynamo2mongo.verify import verify, verify_keys
 
@@ -144,9 +145,9 @@ def check_both_sides(dynamodb: Any, config: TableConfig, collection: Any, items:
     return verify_keys(dynamodb, config.source_table, sample.KEY_ATTRS, collection, ids)
 
 
-def start_relay(env: dict[str, str], mongo_uri: str, table: str, log: Path) -> subprocess.Popen:
-    """The forward relay, as an operator would run it next to Airflow."""
-    command = [sys.executable, "-m", "dynamo2mongo", "relay", "forward", "--table", table, "--poll-seconds", "0.5"]
+def start_relay(env: dict[str, str], mongo_uri: str, table: str, log: Path, direction: str) -> subprocess.Popen:
+    """A relay, as an operator would run it next to Airflow."""
+    command = [sys.executable, "-m", "dynamo2mongo", "relay", direction, "--table", table]
     return subprocess.Popen(
         command, env={**env, "MONGO_URI": mongo_uri}, stdout=subprocess.DEVNULL, stderr=log.open("w"),
         start_new_session=True,
@@ -163,7 +164,7 @@ def stop_relay(relay: subprocess.Popen, log: Path) -> None:
             relay.wait()
     if relay.returncode not in (0, -signal.SIGKILL):
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
-        raise SystemExit(f"the forward relay exited with {relay.returncode}; last lines of {log}:\n{tail}")
+        raise SystemExit(f"a relay exited with {relay.returncode}; last lines of {log}:\n{tail}")
 
 
 def wait_caught_up(meta: Any, config: TableConfig, stream_arn: str, relay: subprocess.Popen, timeout: float = 600) -> LagReport:
@@ -192,7 +193,7 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
     work.mkdir(exist_ok=True)
     home = work / "airflow"
     log = work / "sandbox.log"
-    relay_log = work / "relay-forward.log"
+    relay_logs = {d: work / f"relay-{d}.log" for d in ("forward", "backward")}
     log.write_text("")
     phases: dict[str, float] = {}
     with moto_server() as endpoint, mongo_server() as mongo_uri:
@@ -216,10 +217,11 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         started = time.monotonic()
         _airflow(env, log, "db", "migrate")
         phases["airflow db migrate"] = time.monotonic() - started
-        relay = start_relay(base, mongo_uri, config.name, relay_log)
+        relays = {d: start_relay(base, mongo_uri, config.name, path, d) for d, path in relay_logs.items()}
+        relay = relays["forward"]
         workload = Workload(dynamodb(), config.source_table, existing=items, seed=3)
         writer, stop_writing = workload.start(per_second=writes_per_second)
-        print(f"running the DAG {config.dag_id} (log: {log}), the forward relay (log: {relay_log}) and a writer "
+        print(f"running the DAG {config.dag_id} (log: {log}), both relays (logs: {work}/relay-*.log) and a writer "
               f"changing {config.source_table} at ~{writes_per_second:g} writes/s ...", flush=True)
         client = MongoClient(mongo_uri, tz_aware=True)
         try:
@@ -238,9 +240,16 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
             report = check_both_sides(dynamodb(), config, collection, items, workload)
             phases[f"verify ({report.mode})"] = time.monotonic() - started
             matched = check_sample(collection, items, workload.touched)
+            started = time.monotonic()
+            backward_demo = show_backward_sync(dynamodb(), config, client, items)
+            phases["backward sync demo"] = time.monotonic() - started
+            started = time.monotonic()
+            operations = run_operations(env, log, config, dynamodb(), client, items, workload)
+            phases["cut-over, proving writes, rollback"] = time.monotonic() - started
         finally:
             stop_writing.set()
-            stop_relay(relay, relay_log)
+            for direction, process in relays.items():
+                stop_relay(process, relay_logs[direction])
         run_id = migration.get("last_run_id", "")
         export = (migration.get("exports") or {}).get(run_id.replace(".", "_").replace("$", "_"), {})
         files = list(meta.files.find({"table": config.name, "export_id": export.get("export_id")}))
@@ -248,11 +257,14 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         tasks = _task_durations(env, config.dag_id, run_id)
         failed = [t for t in tasks if t.get("state") != "success"]
         print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, final_lag)
+        print(backward_demo)
+        print(operations["text"])
         client.close()
-        if failed or migration.get("phase") != "forward_caught_up" or report.differences:
+        if failed or migration.get("phase") != "forward_caught_up" or report.differences or operations["differences"]:
             raise SystemExit(
                 f"the migration did not complete: phase {migration.get('phase')}, failed tasks {failed}, "
-                f"{report.differences} differences"
+                f"{report.differences} differences after the full load and forward sync, "
+                f"{operations['differences']} after the cut-over and rollback"
             )
         if keep_servers:
             print("servers kept running; press Ctrl-C to stop", flush=True)
@@ -261,6 +273,74 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
                     time.sleep(3600)
             except KeyboardInterrupt:
                 pass
+
+
+def _wait_for(condition: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(0.2)
+
+
+def show_backward_sync(dynamodb: Any, config: TableConfig, client: Any, items: int) -> str:
+    """The new application changes a few documents in MongoDB: they arrive in DynamoDB and do not come back."""
+    collection = client[config.database][config.collection]
+    meta = client[config.metadata_database]
+    indexes = [items // 7, items // 3, items // 2]
+    ids = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in indexes]
+    before = (meta.relays.find_one({"_id": f"{config.name}/forward"}) or {}).get("counts", {})
+    for number, document_id in enumerate(ids):
+        collection.update_one({"_id": document_id}, {"$set": {"status": f"changed-in-mongodb-{number}"}})
+    for number, document_id in enumerate(ids):
+        key = {"pk": {"S": document_id["pk"]}, "sk": {"N": str(document_id["sk"])}}
+        _wait_for(
+            lambda: (dynamodb.get_item(TableName=config.source_table, Key=key, ConsistentRead=True).get("Item") or {})
+            .get("status", {}).get("S") == f"changed-in-mongodb-{number}",
+            60,
+            f"the MongoDB change of {document_id} reaching DynamoDB",
+        )
+    _wait_for(
+        lambda: (meta.relays.find_one({"_id": f"{config.name}/forward"}) or {}).get("counts", {}).get("echoes", 0)
+        >= before.get("echoes", 0) + len(ids),
+        60,
+        "the echoes coming back to forward sync",
+    )
+    time.sleep(3)
+    after = (meta.relays.find_one({"_id": f"{config.name}/forward"}) or {}).get("counts", {})
+    unchanged = all(
+        collection.find_one({"_id": i})["status"] == f"changed-in-mongodb-{n}" for n, i in enumerate(ids)
+    )
+    if not unchanged or after.get("written", 0) != before.get("written", 0):
+        raise SystemExit(f"a backward change came back into MongoDB: forward counts {before} -> {after}")
+    return (
+        f"backward sync    {len(ids):>12}   documents changed in MongoDB arrived in DynamoDB; their "
+        f"{after.get('echoes', 0) - before.get('echoes', 0)} echoes were recognised by forward sync and not applied "
+        f"again (forward writes {before.get('written', 0):,} -> {after.get('written', 0):,})"
+    )
+
+
+def run_operations(env: dict[str, str], log: Path, config: TableConfig, dynamodb: Any, client: Any, items: int,
+                   workload: Workload) -> dict[str, Any]:
+    """The operations DAG: cut over, let the new application write MongoDB, roll back; verify each time."""
+    ops_dag = f"{config.dag_id}__operations"
+    collection = client[config.database][config.collection]
+    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "cut_over"}))
+    app = MongoWorkload(collection, sample.KEY_ATTRS, existing=items, seed=5)
+    app.run(threading.Event(), per_second=50, max_ops=300)
+    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "rollback"}))
+    ids = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in sorted(app.touched)]
+    ids += [d["_id"] for d in collection.find({"recreated_in": "mongodb"}, {"_id": 1})]
+    inserted = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in range(items + 1_000_000, app.next_index)]
+    report = verify_keys(dynamodb, config.source_table, sample.KEY_ATTRS, collection, ids + inserted)
+    phase = (client[config.metadata_database].migrations.find_one({"_id": config.name}) or {}).get("phase")
+    ops = ", ".join(f"{n} {k}s" for k, n in sorted(app.ops.items()))
+    text = (
+        f"operations       cut-over, then {sum(app.ops.values())} writes by the new application ({ops}), then "
+        f"rollback: phase {phase}; {report.checked:,} keys compared after the rollback: {report.missing} missing, "
+        f"{report.extra} extra, {report.different} different"
+    )
+    return {"text": text, "differences": report.differences + (phase != "rolled_back")}
 
 
 def print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, lag) -> None:
