@@ -19,9 +19,11 @@ from dynamo2mongo_airflow.operators import (
     StreamActiveSensor,
 )
 from dynamo2mongo_airflow.forward_lambda import DeployForwardLambdaOperator
+from dynamo2mongo_airflow.indexes import CreateIndexesOperator
 from dynamo2mongo_airflow.operations import MigrationOperationOperator
 from dynamo2mongo_airflow.dms import DeployDmsBackwardOperator, DmsBackwardRunningSensor, StartDmsBackwardOperator
 from dynamo2mongo_airflow.sync import ForwardLagSensor, RelayRunningSensor
+from dynamo2mongo_airflow.verify import VerifyOperator
 
 DOC = """
 ### DynamoDB `{source}` → MongoDB `{database}.{collection}`
@@ -33,7 +35,9 @@ Full load of a live table (DESIGN §2): **preflight** (table, PITR, stream, S3, 
 canonical Extended JSON next to the export) then **import** (idempotent bulk upserts) →
 **reconcile** (imported counts against the manifest) → **forward_sync** ({forward}: {forward_how}) →
 **wait_forward_lag** (deferrable: lag under the threshold for {checks} consecutive checks; fails long
-before unapplied records reach the stream's 24 h retention) → backward sync ({backward}: {backward_how}).
+before unapplied records reach the stream's 24 h retention) → backward sync ({backward}: {backward_how})
+→ **create_indexes** (primary key, one per LSI/GSI, partial where sparse, ESR order where configured;
+checked against the plan) → **verify** (both sides compared by content hash; fails above the tolerance).
 
 Every task is safe to clear and retry. Malformed records are kept in the `quarantine` collection of
 the `{meta}` database; set *accept_quarantined* to load the rest of a file anyway.
@@ -159,7 +163,9 @@ def build_dag(table: TableConfig) -> DAG:
                 waiter_max_attempts=max(1, table.dms.max_wait_seconds // table.dms.poll_seconds),
             )
             backward = [deploy, start, running]
-        chain(preflight, stream, stream_active, export, files, loads, reconcile, forward, lag, *backward)
+        indexes = CreateIndexesOperator(task_id="create_indexes", **common)
+        verify = _verify_task(table)
+        chain(preflight, stream, stream_active, export, files, loads, reconcile, forward, lag, *backward, indexes, verify)
     return dag
 
 
@@ -177,6 +183,17 @@ Trigger with **operation**:
 
 Each refuses, with the reason, in a state where it would lose data; each is safe to clear and rerun.
 """
+
+
+def _verify_task(table: TableConfig) -> VerifyOperator:
+    return VerifyOperator(
+        task_id="verify",
+        table=table.name,
+        sample_fraction=table.verify.sample_fraction,
+        tolerance=table.verify.tolerance,
+        examples=table.verify.examples,
+        execution_timeout=dt.timedelta(hours=6),
+    )
 
 
 def build_operations_dag(table: TableConfig) -> DAG:
@@ -213,7 +230,7 @@ def build_operations_dag(table: TableConfig) -> DAG:
             ),
         },
     ) as dag:
-        MigrationOperationOperator(
+        operation = MigrationOperationOperator(
             task_id="operation",
             table=table.name,
             operation="{{ params.operation }}",
@@ -221,6 +238,7 @@ def build_operations_dag(table: TableConfig) -> DAG:
             strip_metadata="{{ params.strip_metadata }}",
             disable_stream="{{ params.disable_stream }}",
         )
+        operation >> _verify_task(table)
     return dag
 
 

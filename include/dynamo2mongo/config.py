@@ -97,6 +97,14 @@ class DmsConfig:
 
 
 @dataclass(frozen=True)
+class VerifyConfig:
+    # None: compare every item; else the share of the table to compare (0 < fraction <= 1).
+    sample_fraction: float | None = None
+    tolerance: int = 0
+    examples: int = 10
+
+
+@dataclass(frozen=True)
 class IndexConfig:
     esr_sort_fields: dict[str, str] = field(default_factory=dict)
 
@@ -118,6 +126,7 @@ class TableConfig:
     sync: SyncConfig = field(default_factory=SyncConfig)
     forward_lambda: LambdaConfig = field(default_factory=LambdaConfig)
     dms: DmsConfig = field(default_factory=DmsConfig)
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
     indexes: IndexConfig = field(default_factory=IndexConfig)
     owner: str = "data-platform"
     tags: tuple[str, ...] = ()
@@ -154,6 +163,7 @@ _SECTIONS: dict[str, type] = {
     "sync": SyncConfig,
     "forward_lambda": LambdaConfig,
     "dms": DmsConfig,
+    "verify": VerifyConfig,
     "indexes": IndexConfig,
 }
 
@@ -186,6 +196,8 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "dms.docs_to_investigate": (1, 1_000_000),
     "dms.poll_seconds": (1, 3600),
     "dms.max_wait_seconds": (60, 86400),
+    "verify.tolerance": (0, 10**9),
+    "verify.examples": (0, 1000),
 }
 
 
@@ -226,6 +238,7 @@ _FIELD_TYPES: dict[str, type] = {
     "int": int,
     "bool": bool,
     "str | None": str,
+    "float | None": float,
     "dict[str, str]": dict,
     "tuple[str, ...]": tuple,
 }
@@ -244,7 +257,7 @@ def _build_section(cls: type, raw: Any, prefix: str, where: str) -> Any:
         if f.name in _SECTIONS and not prefix:
             values[f.name] = _build_section(_SECTIONS[f.name], value, key + ".", where)
             continue
-        if f.type == "str | None" and value is None:
+        if f.type in ("str | None", "float | None") and value is None:
             values[f.name] = None
             continue
         if f.type == "tuple[str, ...]":
@@ -252,6 +265,8 @@ def _build_section(cls: type, raw: Any, prefix: str, where: str) -> Any:
                 raise ConfigError(f"{where}: {key!r} must be a list of strings")
             values[f.name] = tuple(value)
             continue
+        if f.type == "float | None" and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
         _check_value(key, value, _FIELD_TYPES[f.type], where)
         if f.type == "dict[str, str]" and not all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()
@@ -284,6 +299,9 @@ def _build_table(raw: dict, where: str) -> TableConfig:
     if not re.match(r"^[A-Za-z][A-Za-z0-9-]{0,39}$", table.dms.identifier_prefix):
         raise ConfigError(f"{where}: 'dms.identifier_prefix' must start with a letter and hold letters, digits "
                           f"and '-' (at most 40), got {table.dms.identifier_prefix!r}")
+    fraction = table.verify.sample_fraction
+    if fraction is not None and not 0 < fraction <= 1:
+        raise ConfigError(f"{where}: 'verify.sample_fraction' must be above 0 and at most 1 (or null), got {fraction}")
     prefix = table.export.s3_prefix
     if prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"{where}: 'export.s3_prefix' must not start or end with '/', got {prefix!r}")

@@ -198,6 +198,7 @@ def verify_keys(
     """Compare just these keys on both sides (BatchGetItem and ``_id`` lookups): the keys a workload
     or an incident touched, where a full scan would take too long."""
     started = time.monotonic()
+    document_ids = list({_identity(i): i for i in document_ids}.values())
     report = VerifyReport(table=table, mode=f"{len(document_ids):,} chosen keys")
     rec = _Recorder(report, examples)
     for start in range(0, len(document_ids), _LOOKUP_BATCH):

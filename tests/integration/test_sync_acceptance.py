@@ -144,6 +144,8 @@ def test_both_directions_converge_with_relays_killed(tmp_path, bucket, dynamodb,
         _dump(dynamodb, mongo_client, config, meta, report)
     assert report.differences == 0, report.describe() + f"\n{len(conflicts)} conflicts reported"
     assert all(c["policy"] == "dynamodb_wins" and c["resolution"] in ("dynamodb", "mongodb") for c in conflicts)
+    both_sides = dynamo_side.touched & mongo_side.touched
+    assert {c["key"]["sk"] for c in conflicts} <= both_sides, "a conflict is reported only for a key both sides wrote"
     # A write noted as made must have come back exactly once. Intents a killed relay left behind
     # (its replay wrote the document's newer content instead) never reached DynamoDB.
     unmet = [e for e in meta[ECHOES].find({"_id.t": config.name}) if e.get("w")]

@@ -306,17 +306,20 @@ def show_backward_sync(dynamodb: Any, config: TableConfig, client: Any, items: i
         60,
         "the echoes coming back to forward sync",
     )
+    backward_before = (meta.relays.find_one({"_id": f"{config.name}/backward"}) or {}).get("counts", {})
     time.sleep(3)
     after = (meta.relays.find_one({"_id": f"{config.name}/forward"}) or {}).get("counts", {})
+    backward_after = (meta.relays.find_one({"_id": f"{config.name}/backward"}) or {}).get("counts", {})
     unchanged = all(
         collection.find_one({"_id": i})["status"] == f"changed-in-mongodb-{n}" for n, i in enumerate(ids)
     )
-    if not unchanged or after.get("written", 0) != before.get("written", 0):
-        raise SystemExit(f"a backward change came back into MongoDB: forward counts {before} -> {after}")
+    if not unchanged or backward_after.get("written") != backward_before.get("written"):
+        raise SystemExit(f"a backward change came back: forward {before} -> {after}; backward {backward_before} -> "
+                         f"{backward_after}")
     return (
-        f"backward sync    {len(ids):>12}   documents changed in MongoDB arrived in DynamoDB; their "
-        f"{after.get('echoes', 0) - before.get('echoes', 0)} echoes were recognised by forward sync and not applied "
-        f"again (forward writes {before.get('written', 0):,} -> {after.get('written', 0):,})"
+        f"backward sync    {len(ids):>12}   documents changed in MongoDB arrived in DynamoDB; forward sync met their "
+        f"{after.get('echoes', 0) - before.get('echoes', 0)} echoes, which only renewed the documents' marks, and "
+        f"backward sync wrote nothing more (no loop)"
     )
 
 

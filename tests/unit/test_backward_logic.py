@@ -1,0 +1,68 @@
+"""Pure parts of backward sync: change events, keys back to DynamoDB, echo recognition."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from bson import Timestamp
+
+from dynamo2mongo import backward, forward
+from dynamo2mongo.types import item_to_document
+
+KEYS = ("pk", "sk")
+
+
+def _change(operation, document=None, key=None, ns=None):
+    change = {"_id": {"_data": "01"}, "operationType": operation, "clusterTime": Timestamp(1_800_000_000, 1)}
+    if document is not None:
+        change["fullDocument"] = document
+    if key is not None:
+        change["documentKey"] = {"_id": key}
+    if ns is not None:
+        change["ns"] = ns
+    return change
+
+
+def test_events_carry_the_post_image_or_the_key():
+    document = {"_id": {"pk": "a", "sk": 1}, "pk": "a", "sk": 1}
+    upsert = backward.to_event(_change("update", document), "c")
+    assert (upsert.op, upsert.id, upsert.document) == ("upsert", document["_id"], document)
+    assert upsert.at == dt.datetime.fromtimestamp(1_800_000_000, dt.timezone.utc)
+    assert backward.to_event(_change("delete", key={"pk": "a", "sk": 1}), "c").op == "delete"
+    # Deleted before its post-image was looked up: the delete event that follows does the work.
+    assert backward.to_event(_change("update", {}, key={"pk": "a", "sk": 1}), "c").op == "gone"
+    assert backward.to_event(_change("createIndexes"), "c") is None
+
+
+def test_a_drop_ends_the_stream_only_for_the_watched_collection():
+    with pytest.raises(backward.StreamEnded, match="dropped or renamed"):
+        backward.to_event(_change("drop", ns={"db": "d", "coll": "c"}), "c")
+    assert backward.to_event(_change("drop", ns={"db": "d", "coll": "other"}), "c") is None
+    assert backward.to_event(_change("drop"), "c", still_there=lambda: True) is None
+    with pytest.raises(backward.StreamEnded):
+        backward.to_event(_change("invalidate"), "c", still_there=lambda: False)
+
+
+@pytest.mark.parametrize(
+    "key_attrs, item",
+    [
+        (("id",), {"id": {"S": "x"}}),
+        (("pk", "sk"), {"pk": {"S": "a.b"}, "sk": {"N": "12345678901234567890123"}}),
+        (("_id",), {"_id": {"B": b"\x00\x01"}}),
+    ],
+)
+def test_document_ids_map_back_to_dynamodb_keys(key_attrs, item):
+    document_id = item_to_document(item, key_attrs)["_id"]
+    assert backward.dynamodb_key(document_id, key_attrs) == item
+
+
+def test_a_document_that_holds_what_forward_sync_wrote_is_an_echo():
+    image = {"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"N": "2"}}
+    record = {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "5", "Keys": {"pk": image["pk"], "sk": image["sk"]},
+                                                    "NewImage": image}}
+    document = forward.to_change(record, KEYS).document
+    assert forward.in_sync(document)
+    changed = dict(document, v=3)
+    assert not forward.in_sync(changed), "an application change alters the content even with the mark copied"
+    assert not forward.in_sync({k: v for k, v in document.items() if k != "_ddb"})
