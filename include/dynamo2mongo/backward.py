@@ -306,8 +306,9 @@ def apply_events(
         # Every stream record forward sync has applied is older than these deletes: a forward replay
         # (after a crash) must not bring the keys back.
         tombstones.bulk_write(
-            [UpdateOne({"_id": tombstone_id(ledger.table, e.id)}, {"$max": {"seq": applied_seq}, "$set": {"at": e.at}},
-                       upsert=True) for e in plan.deletes],
+            [UpdateOne({"_id": tombstone_id(ledger.table, e.id)},
+                       {"$max": {"seq": applied_seq}, "$set": {"at": e.at, "src": "mongodb"}}, upsert=True)
+             for e in plan.deletes],
             ordered=False,
         )
     result.written = len(plan.puts)

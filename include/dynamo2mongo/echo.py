@@ -31,6 +31,9 @@ TO_MONGODB = "to_mongodb"
 TOMBSTONE = "-"
 INTENDED = "i"
 WRITTEN = "w"
+# Met echoes stay, with the sequence number of the record that brought them back: a forward replay
+# after a crash meets the same records again and must still take them for echoes.
+MET = "c"
 
 
 def identity(document_id: Any) -> bytes:
@@ -62,6 +65,13 @@ class EchoLedger:
             entries.update({h: WRITTEN for h in doc.get(WRITTEN) or {}})
             found[identity(doc["_id"]["k"])] = entries
         return found
+
+    def met(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, str]]:
+        """Echoes already met per key: ``{identity: {hash: sequence number of the record}}``."""
+        if not document_ids:
+            return {}
+        wanted = [self._id(direction, i) for i in document_ids]
+        return {identity(d["_id"]["k"]): d.get(MET) or {} for d in self.collection.find({"_id": {"$in": wanted}})}
 
     def changed_at(self, direction: str, document_id: Any) -> dt.datetime | None:
         """When the change behind a key's latest entry was made (for ``latest_wins``)."""
@@ -96,14 +106,17 @@ class EchoLedger:
                 ordered=False,
             )
 
-    def consume(self, direction: str, echoes: list[tuple[Any, str]]) -> None:
-        """Remove entries whose echo was met."""
+    def consume(self, direction: str, echoes: list[tuple[Any, str]], seqs: list[str] | None = None) -> None:
+        """Entries whose echo was met stop being pending; with ``seqs`` (the records that brought them
+        back) they are kept as met, for replays."""
         if echoes:
-            self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(direction, k)}, {"$unset": {f"{INTENDED}.{h}": "", f"{WRITTEN}.{h}": ""}})
-                 for k, h in echoes],
-                ordered=False,
-            )
+            updates = []
+            for position, (k, h) in enumerate(echoes):
+                update: dict[str, Any] = {"$unset": {f"{INTENDED}.{h}": "", f"{WRITTEN}.{h}": ""}}
+                if seqs is not None:
+                    update["$max"] = {f"{MET}.{h}": seqs[position]}
+                updates.append(UpdateOne({"_id": self._id(direction, k)}, update))
+            self.collection.bulk_write(updates, ordered=False)
 
     def report_conflict(self, document_id: Any, policy: str, resolution: str, dynamodb: Any, mongodb: Any,
                         at: dt.datetime, detail: str) -> None:

@@ -237,13 +237,18 @@ class SyncContext:
 
 
 def _find_echoes(changes: list[Change], sync: SyncContext, result: ApplyResult) -> tuple[set[int], dict]:
-    """Positions of the changes that are backward sync's own writes coming back (each entry once)."""
-    pending = sync.ledger.pending(TO_DYNAMODB, [c.id for c in changes])
+    """Positions of the changes that are backward sync's own writes coming back (each entry once,
+    or again when a replay brings the same record back)."""
+    ids = [c.id for c in changes]
+    pending = sync.ledger.pending(TO_DYNAMODB, ids)
+    met = sync.ledger.met(TO_DYNAMODB, ids)
     echoes: set[int] = set()
     for position, change in enumerate(changes):
         hashes = pending.get(change.identity)
         if hashes and change.hash in hashes:
             del hashes[change.hash]
+            echoes.add(position)
+        elif met.get(change.identity, {}).get(change.hash, "") >= change.seq:
             echoes.add(position)
     result.echoes = len(echoes)
     return echoes, pending
@@ -312,9 +317,13 @@ def apply_changes(
     keys = [c.id for c, _, _ in latest]
     current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": keys}})}
     buried = {}
+    deleted_by_stream: set[bytes] = set()
     missing = [tombstone_id(table, c.id) for c, _, _ in latest if c.identity not in current]
     if missing:
-        buried = {identity(s["_id"]["k"]): s["seq"] for s in tombstones.find({"_id": {"$in": missing}}, {"seq": 1})}
+        for stone in tombstones.find({"_id": {"$in": missing}}, {"seq": 1, "src": 1}):
+            buried[identity(stone["_id"]["k"])] = stone["seq"]
+            if stone.get("src", SOURCE) == SOURCE:
+                deleted_by_stream.add(identity(stone["_id"]["k"]))
     operations: list[Any] = []
     planned: list[Change] = []
     deletes: list[tuple[Change, bool]] = []
@@ -333,8 +342,11 @@ def apply_changes(
                 losers.add(change.hash)
                 change, conflict = overtaken, True
             elif is_echo:
-                if _pending_application_change(document, change):
-                    # The application changed the document again since: that newer change follows.
+                if _pending_application_change(document, change) or (
+                    document is None and change.document is not None and change.identity not in deleted_by_stream
+                ):
+                    # The application changed (or deleted) the document again since: that newer change
+                    # follows through backward sync.
                     result.skipped += 1
                     continue
             else:
@@ -364,7 +376,7 @@ def apply_changes(
             [
                 UpdateOne(
                     {"_id": tombstone_id(table, c.id)},
-                    {"$max": {"seq": c.seq}, "$set": {"at": c.created}},
+                    {"$max": {"seq": c.seq}, "$set": {"at": c.created, "src": SOURCE}},
                     upsert=True,
                 )
                 for c, _ in deletes
@@ -376,7 +388,8 @@ def apply_changes(
     if operations:
         _write(collection, operations, planned, result)
     if sync is not None and echo_positions:
-        sync.ledger.consume(TO_DYNAMODB, [(changes[p].id, changes[p].hash) for p in sorted(echo_positions)])
+        met = [changes[p] for p in sorted(echo_positions)]
+        sync.ledger.consume(TO_DYNAMODB, [(c.id, c.hash) for c in met], [c.seq for c in met])
     return result
 
 

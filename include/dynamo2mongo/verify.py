@@ -30,6 +30,8 @@ from dynamo2mongo.types import Unrepresentable, document_to_item, item_to_docume
 log = logging.getLogger(__name__)
 
 _LOOKUP_BATCH = 100  # BatchGetItem's limit, and a good $in size
+# Keys kept for a re-check: on a table that takes writes, most differences are writes in flight.
+SUSPECTS_KEPT = 10_000
 _SCAN_PAGE = 1000
 
 
@@ -47,6 +49,8 @@ class VerifyReport:
     examples: dict[str, list[Any]] = field(default_factory=lambda: {"missing": [], "extra": [], "different": [], "unreadable": []})
     field_diff: dict[str, Any] | None = None
     seconds: float = 0.0
+    suspects: list[Any] = field(default_factory=list)
+    rechecked: int = 0
 
     @property
     def differences(self) -> int:
@@ -67,6 +71,7 @@ class VerifyReport:
             "examples": self.examples,
             "field_diff": self.field_diff,
             "seconds": round(self.seconds, 1),
+            "rechecked": self.rechecked,
             "at": dt.datetime.now(dt.timezone.utc),
         }
 
@@ -118,6 +123,8 @@ class _Recorder:
                 self.report.examples[kind].append(key)
             if diff is not None and self.report.field_diff is None:
                 self.report.field_diff = {"key": key, "fields": diff}
+            if kind != "unreadable" and len(self.report.suspects) < SUSPECTS_KEPT:
+                self.report.suspects.append(key)
 
     def count(self, **counts: int) -> None:
         with self.lock:
@@ -274,6 +281,31 @@ def verify(
 
 
 VERIFICATIONS = "verifications"
+
+
+def recheck(dynamodb: Any, table: str, key_attrs: tuple[str, ...], collection: Collection, report: VerifyReport,
+            settle: Any = None, rounds: int = 3, examples: int = 10) -> VerifyReport:
+    """Compare the differing keys again, after ``settle()`` (e.g. waiting until forward sync has applied
+    everything written before the first pass); differences that persist over ``rounds`` re-checks are
+    real, the others were writes in flight. Reports with more suspects than kept are left as they are.
+    """
+    if not report.differences or len(report.suspects) >= SUSPECTS_KEPT:
+        return report
+    current = report
+    for _ in range(rounds):
+        if settle is not None:
+            settle()
+        again = verify_keys(dynamodb, table, key_attrs, collection, current.suspects, examples=examples)
+        again.unreadable += report.unreadable
+        again.examples["unreadable"] = report.examples["unreadable"]
+        again.mode = f"{report.mode}, {len(report.suspects):,} differing keys re-checked"
+        again.dynamodb_items, again.mongodb_documents = report.dynamodb_items, report.mongodb_documents
+        again.rechecked = len(report.suspects)
+        current = again
+        if not current.differences:
+            break
+    current.checked = report.checked
+    return current
 
 
 def store_report(db: Database, table: str, run_id: str, report: VerifyReport) -> dict[str, Any]:
