@@ -1,13 +1,17 @@
 """Per table of the table configuration (config/tables.yaml or $D2M_CONFIG): its migration DAG and its
-operations DAG (cut-over, rollback, finish)."""
+operations DAG (cut-over, rollback, finish). The configuration's plan decides what starts each
+migration DAG (its schedule, or the previous wave's milestone assets); its pools bound how many
+exports and file loads run at once across all tables."""
 
 from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Param, chain, task_group
+from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task_group
 
-from dynamo2mongo.config import EXPORT_FORMATS, TableConfig, load_config
+from dynamo2mongo.config import EXPORT_FORMATS, PlanConfig, PoolsConfig, TableConfig, load_configuration
+from dynamo2mongo.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
+from dynamo2mongo_airflow.base import OnCallRetryPolicy
 from dynamo2mongo_airflow.operators import (
     ConvertFileOperator,
     EnableStreamOperator,
@@ -21,12 +25,17 @@ from dynamo2mongo_airflow.operators import (
 from dynamo2mongo_airflow.forward_lambda import DeployForwardLambdaOperator
 from dynamo2mongo_airflow.indexes import CreateIndexesOperator
 from dynamo2mongo_airflow.operations import MigrationOperationOperator
+from dynamo2mongo_airflow.plan import RunGateOperator, full_load_at_risk
 from dynamo2mongo_airflow.dms import DeployDmsBackwardOperator, DmsBackwardRunningSensor, StartDmsBackwardOperator
 from dynamo2mongo_airflow.sync import ForwardLagSensor, RelayRunningSensor
 from dynamo2mongo_airflow.verify import VerifyOperator
 
 DOC = """
 ### DynamoDB `{source}` → MongoDB `{database}.{collection}`
+
+Starts: {trigger}. A run that a schedule tick or an upstream milestone starts after the table's full
+load is done (or after a cut-over) is skipped by **gate**; a manual run redoes the full load, except
+after a cut-over.
 
 Full load of a live table (DESIGN §2): **preflight** (table, PITR, stream, S3, MongoDB checks) →
 **enable_stream** (NEW_AND_OLD_IMAGES, so nothing after the export time is missed) →
@@ -38,6 +47,8 @@ canonical Extended JSON next to the export) then **import** (idempotent bulk ups
 before unapplied records reach the stream's 24 h retention) → backward sync ({backward}: {backward_how})
 → **create_indexes** (primary key, one per LSI/GSI, partial where sparse, ESR order where configured;
 checked against the plan) → **verify** (both sides compared by content hash; fails above the tolerance).
+**reconcile** updates the asset `{full_load_asset}`, **wait_forward_lag** `{caught_up_asset}`: later waves
+of the plan start on them. {deadline}
 
 Every task is safe to clear and retry. Malformed records are kept in the `quarantine` collection of
 the `{meta}` database; set *accept_quarantined* to load the rest of a file anyway.
@@ -45,7 +56,36 @@ State lives in `{meta}.migrations` (document `_id: "{name}"`).
 """
 
 
-def build_dag(table: TableConfig) -> DAG:
+def milestone_asset(table: str, milestone: str) -> Asset:
+    return Asset(milestone_uri(table, milestone), group="dynamo2mongo")
+
+
+def _schedule(table: TableConfig, plan: PlanConfig) -> str | list[Asset] | None:
+    waits = plan.waits_for(table.name)
+    if waits is None:
+        return table.schedule
+    _, previous_tables, milestone = waits
+    return [milestone_asset(name, milestone) for name in previous_tables]
+
+
+def _deadline(table: TableConfig) -> DeadlineAlert | None:
+    """Alert while the run can still be rescued: the stream keeps changes for 24 h only."""
+    if table.on_call.full_load_deadline_hours is None:
+        return None
+    return DeadlineAlert(
+        reference=DeadlineReference.DAGRUN_QUEUED_AT,
+        interval=dt.timedelta(hours=table.on_call.full_load_deadline_hours),
+        callback=AsyncCallback(full_load_at_risk, kwargs={"table": table.name}),
+        name="full_load_at_risk",
+    )
+
+
+def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsConfig | None = None) -> DAG:
+    on_call = table.on_call
+    # Without configured pools the tasks stay in default_pool: a pool that was never created would
+    # leave them queued forever.
+    export_pool = {"pool": EXPORT_POOL} if pools else {}
+    import_pool = {"pool": IMPORT_POOL} if pools else {}
     with DAG(
         dag_id=table.dag_id,
         description=f"Migrate DynamoDB {table.source_table} to MongoDB {table.database}.{table.collection}",
@@ -56,6 +96,15 @@ def build_dag(table: TableConfig) -> DAG:
             format=table.export.format,
             meta=table.metadata_database,
             name=table.name,
+            trigger=trigger_description(plan, table),
+            full_load_asset=milestone_uri(table.name, "full_load_done"),
+            caught_up_asset=milestone_uri(table.name, "forward_caught_up"),
+            deadline=(
+                f"If forward sync has not caught up {on_call.full_load_deadline_hours} h after the run was queued, "
+                f"the deadline alert logs an error in the triggerer and records it in the migration state."
+                if on_call.full_load_deadline_hours is not None
+                else "No full-load deadline alert (`on_call.full_load_deadline_hours` is null)."
+            ),
             forward=table.sync.forward,
             forward_how=(
                 f"waits for the heartbeat of `dynamo2mongo relay forward --table {table.name}`"
@@ -70,17 +119,22 @@ def build_dag(table: TableConfig) -> DAG:
                 else "deploys and starts a CDC-only AWS DMS task; see the README for its limits"
             ),
         ),
-        schedule=table.schedule,
+        schedule=_schedule(table, plan),
+        # A later wave's DAG must be active when the previous wave's milestone arrives: Airflow drops
+        # asset events for paused DAGs. It only runs on that event, so starting unpaused is safe.
+        is_paused_upon_creation=False if plan.waits_for(table.name) else None,
         start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
         catchup=False,
         max_active_runs=1,
         tags=["dynamo2mongo", f"table:{table.name}", *table.tags],
+        deadline=_deadline(table),
         default_args={
             "owner": table.owner,
-            "retries": 3,
-            "retry_delay": dt.timedelta(seconds=30),
+            "retries": on_call.retries,
+            "retry_delay": dt.timedelta(seconds=on_call.retry_delay_seconds),
             "retry_exponential_backoff": 2.0,
-            "max_retry_delay": dt.timedelta(minutes=10),
+            "max_retry_delay": dt.timedelta(seconds=on_call.max_retry_delay_seconds),
+            "retry_policy": OnCallRetryPolicy(),
             "execution_timeout": dt.timedelta(hours=6),
         },
         params={
@@ -112,23 +166,41 @@ def build_dag(table: TableConfig) -> DAG:
         },
     ) as dag:
         common = {"table": table.name}
+        run_gate = RunGateOperator(task_id="gate", execution_timeout=dt.timedelta(minutes=10), **common)
         preflight = PreflightOperator(task_id="preflight", execution_timeout=dt.timedelta(minutes=10), **common)
-        stream = EnableStreamOperator(task_id="enable_stream", **common)
+        stream = EnableStreamOperator(task_id="enable_stream", execution_timeout=dt.timedelta(minutes=10), **common)
         stream_active = StreamActiveSensor(
             task_id="wait_stream_active",
             stream_arn="{{ ti.xcom_pull(task_ids='enable_stream')['stream_arn'] }}",
+            execution_timeout=dt.timedelta(minutes=20),
             **common,
         )
-        export = ExportTableOperator(task_id="export", **common)
-        files = ListExportFilesOperator(task_id="list_export_files", export=export.output, **common)
+        export = ExportTableOperator(
+            task_id="export",
+            # Deferred time counts: the export may take export.max_wait_seconds in AWS.
+            execution_timeout=dt.timedelta(seconds=table.export.max_wait_seconds + 30 * 60),
+            **export_pool,
+            **common,
+        )
+        files = ListExportFilesOperator(
+            task_id="list_export_files", export=export.output, execution_timeout=dt.timedelta(minutes=10), **common
+        )
 
         @task_group(group_id="load_file")
         def load_file(data_file):
             converted = ConvertFileOperator(
-                task_id="convert", data_file=data_file, map_index_template="{{ data_file_label }}", **common
+                task_id="convert",
+                data_file=data_file,
+                map_index_template="{{ data_file_label }}",
+                **import_pool,
+                **common,
             )
             ImportFileOperator(
-                task_id="import", converted=converted.output, map_index_template="{{ data_file_label }}", **common
+                task_id="import",
+                converted=converted.output,
+                map_index_template="{{ data_file_label }}",
+                **import_pool,
+                **common,
             )
 
         loads = load_file.expand(data_file=files.output)
@@ -138,15 +210,20 @@ def build_dag(table: TableConfig) -> DAG:
             data_files=files.output,
             # An empty table exports no data file: the mapped group is skipped and reconcile still runs.
             trigger_rule="none_failed",
+            execution_timeout=dt.timedelta(minutes=30),
+            outlets=[milestone_asset(table.name, "full_load_done")],
             **common,
         )
         if table.sync.forward == "relay":
             forward = RelayRunningSensor(task_id="forward_sync", direction="forward", **common)
         else:
-            forward = DeployForwardLambdaOperator(task_id="forward_sync", **common)
+            forward = DeployForwardLambdaOperator(
+                task_id="forward_sync", execution_timeout=dt.timedelta(minutes=30), **common
+            )
         lag = ForwardLagSensor(
             task_id="wait_forward_lag",
             execution_timeout=dt.timedelta(hours=table.sync.retention_alarm_hours + 1),
+            outlets=[milestone_asset(table.name, "forward_caught_up")],
             **common,
         )
         if table.sync.backward == "relay":
@@ -163,9 +240,12 @@ def build_dag(table: TableConfig) -> DAG:
                 waiter_max_attempts=max(1, table.dms.max_wait_seconds // table.dms.poll_seconds),
             )
             backward = [deploy, start, running]
-        indexes = CreateIndexesOperator(task_id="create_indexes", **common)
+        # Index builds can take hours on a large collection: they run beside forward sync.
+        indexes = CreateIndexesOperator(task_id="create_indexes", execution_timeout=dt.timedelta(hours=12), **common)
         verify = _verify_task(table)
-        chain(preflight, stream, stream_active, export, files, loads, reconcile, forward, lag, *backward, indexes, verify)
+        chain(run_gate, preflight, stream, stream_active, export, files, loads, reconcile, forward, lag, *backward,
+              verify)
+        reconcile >> indexes >> verify
     return dag
 
 
@@ -210,6 +290,7 @@ def build_operations_dag(table: TableConfig) -> DAG:
             "owner": table.owner,
             "retries": 1,
             "retry_delay": dt.timedelta(seconds=30),
+            "retry_policy": OnCallRetryPolicy(),
             "execution_timeout": dt.timedelta(hours=1),
         },
         params={
@@ -242,6 +323,7 @@ def build_operations_dag(table: TableConfig) -> DAG:
     return dag
 
 
-for _table in load_config():
-    globals()[_table.dag_id] = build_dag(_table)
+_configuration = load_configuration()
+for _table in _configuration.tables:
+    globals()[_table.dag_id] = build_dag(_table, _configuration.plan, _configuration.pools)
     globals()[f"{_table.dag_id}__operations"] = build_operations_dag(_table)

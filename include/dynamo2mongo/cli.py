@@ -1,4 +1,9 @@
-"""Command line: ``dynamo2mongo relay forward|backward --table NAME`` (also ``python -m dynamo2mongo``).
+"""Command line (also ``python -m dynamo2mongo``):
+
+- ``dynamo2mongo relay forward|backward --table NAME``: run a sync relay in the foreground;
+- ``dynamo2mongo status [--json]``: where every table of the configuration stands;
+- ``dynamo2mongo pools [--apply]``: the Airflow pools the configuration asks for, as ``airflow pools
+  set`` commands, or created in the Airflow metadata database of this environment.
 
 The relay reads the table configuration (``--config`` or $D2M_CONFIG), takes AWS credentials from
 the standard AWS chain (environment, profile, instance role; ``AWS_ENDPOINT_URL`` for an
@@ -9,13 +14,18 @@ unless the operator puts it there.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import logging
 import os
 import signal
+import subprocess
 import sys
+import tempfile
 import threading
+from typing import Any
 
-from dynamo2mongo.config import ConfigError, TableConfig, load_config
+from dynamo2mongo.config import ConfigError, TableConfig, load_config, load_configuration
 
 log = logging.getLogger("dynamo2mongo")
 
@@ -99,6 +109,50 @@ def relay_backward(args: argparse.Namespace) -> int:
     return 0
 
 
+def _json_value(value: Any) -> str:
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+def status(args: argparse.Namespace) -> int:
+    from pymongo import MongoClient
+
+    from dynamo2mongo.status import collect, render
+
+    configuration = load_configuration(args.config)
+    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    try:
+        rows = collect(client, configuration)
+    finally:
+        client.close()
+    print(json.dumps(rows, default=_json_value, indent=2) if args.json else render(rows))
+    return 0
+
+
+def pools(args: argparse.Namespace) -> int:
+    from dynamo2mongo.plan import pool_specs, pools_import_document, pools_set_commands
+
+    configuration = load_configuration(args.config)
+    if configuration.pools is None:
+        print("the table configuration has no 'pools': every task runs in Airflow's default_pool")
+        return 0
+    specs = pool_specs(configuration.pools)
+    print("\n".join(pools_set_commands(specs)))
+    if not args.apply:
+        return 0
+    # One `airflow pools import` creates or resizes every pool in a single Airflow start.
+    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="dynamo2mongo-pools-") as document:
+        json.dump(pools_import_document(specs), document)
+        document.flush()
+        result = subprocess.run([sys.executable, "-m", "airflow", "pools", "import", document.name],
+                                capture_output=True, text=True)
+    if result.returncode != 0:
+        log.error("`airflow pools import` failed (exit code %d): %s", result.returncode,
+                  (result.stderr or result.stdout)[-2000:])
+        return result.returncode
+    log.info("created or resized the pools %s", ", ".join(spec.name for spec in specs))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dynamo2mongo", description="dynamo2mongo operations")
     parser.add_argument("--config", help="table configuration file (default: $D2M_CONFIG or config/tables.yaml)")
@@ -115,6 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     backward.add_argument("--table", required=True, help="the table's name in the configuration")
     backward.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
     backward.set_defaults(run=relay_backward)
+    state = commands.add_parser("status", help="phase, writer, lag, conflicts, verification and next step per table")
+    state.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
+    state.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    state.set_defaults(run=status)
+    pool = commands.add_parser("pools", help="print the `airflow pools set` commands for the configured pools")
+    pool.add_argument("--apply", action="store_true",
+                      help="also create or resize them with `airflow pools import` (needs Airflow's environment)")
+    pool.set_defaults(run=pools)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr

@@ -1,6 +1,8 @@
 """Table configuration: the file that lists the tables to migrate, validated with clear errors.
 
-The file is YAML: an optional ``defaults`` mapping merged under every table, and a ``tables`` list.
+The file is YAML: an optional ``defaults`` mapping merged under every table, a ``tables`` list, an
+optional ``plan`` (waves of tables, each wave starting when the previous one reaches a milestone) and
+optional ``pools`` (how many exports and file loads may run at once across all tables).
 Every error names the table and the key, and says what is allowed, so a typo fails at DAG parse
 time rather than hours into a migration.
 """
@@ -22,6 +24,8 @@ FORWARD_ENGINES = ("relay", "lambda")
 BACKWARD_ENGINES = ("relay", "dms")
 CONFLICT_POLICIES = ("dynamodb_wins", "mongodb_wins", "latest_wins")
 ENVIRONMENTS = ("sandbox", "aws")
+# Milestones a plan's wave can wait for: reconcile passed, or the lag sensor passed.
+MILESTONES = ("full_load_done", "forward_caught_up")
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
@@ -110,6 +114,22 @@ class IndexConfig:
 
 
 @dataclass(frozen=True)
+class OnCallConfig:
+    """How the table's tasks retry, and when a slow full load alerts before the stream forgets changes."""
+
+    # Transient AWS and MongoDB errors are retried with exponential backoff; errors that cannot heal
+    # fail at once whatever this says.
+    retries: int = 3
+    retry_delay_seconds: int = 30
+    max_retry_delay_seconds: int = 600
+    # The run's deadline alert fires when forward sync has not caught up this long after the run was
+    # queued: well before sync.retention_alarm_hours, when the lag sensor gives up. None: no alert,
+    # which `airflow dags test` needs on Airflow 3.3.2 (it fails at the end of a run of a DAG with a
+    # deadline: apache/airflow#73428).
+    full_load_deadline_hours: int | None = 12
+
+
+@dataclass(frozen=True)
 class TableConfig:
     name: str
     source_table: str
@@ -128,6 +148,7 @@ class TableConfig:
     dms: DmsConfig = field(default_factory=DmsConfig)
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     indexes: IndexConfig = field(default_factory=IndexConfig)
+    on_call: OnCallConfig = field(default_factory=OnCallConfig)
     owner: str = "data-platform"
     tags: tuple[str, ...] = ()
     schedule: str | None = None
@@ -165,6 +186,7 @@ _SECTIONS: dict[str, type] = {
     "dms": DmsConfig,
     "verify": VerifyConfig,
     "indexes": IndexConfig,
+    "on_call": OnCallConfig,
 }
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -198,6 +220,10 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "dms.max_wait_seconds": (60, 86400),
     "verify.tolerance": (0, 10**9),
     "verify.examples": (0, 1000),
+    "on_call.retries": (0, 20),
+    "on_call.retry_delay_seconds": (1, 3600),
+    "on_call.max_retry_delay_seconds": (1, 24 * 3600),
+    "on_call.full_load_deadline_hours": (1, 23),
 }
 
 
@@ -239,6 +265,7 @@ _FIELD_TYPES: dict[str, type] = {
     "bool": bool,
     "str | None": str,
     "float | None": float,
+    "int | None": int,
     "dict[str, str]": dict,
     "tuple[str, ...]": tuple,
 }
@@ -257,7 +284,7 @@ def _build_section(cls: type, raw: Any, prefix: str, where: str) -> Any:
         if f.name in _SECTIONS and not prefix:
             values[f.name] = _build_section(_SECTIONS[f.name], value, key + ".", where)
             continue
-        if f.type in ("str | None", "float | None") and value is None:
+        if f.type in ("str | None", "float | None", "int | None") and value is None:
             values[f.name] = None
             continue
         if f.type == "tuple[str, ...]":
@@ -305,6 +332,14 @@ def _build_table(raw: dict, where: str) -> TableConfig:
     prefix = table.export.s3_prefix
     if prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError(f"{where}: 'export.s3_prefix' must not start or end with '/', got {prefix!r}")
+    if table.on_call.max_retry_delay_seconds < table.on_call.retry_delay_seconds:
+        raise ConfigError(f"{where}: 'on_call.max_retry_delay_seconds' ({table.on_call.max_retry_delay_seconds}) "
+                          f"must be at least 'on_call.retry_delay_seconds' ({table.on_call.retry_delay_seconds})")
+    deadline = table.on_call.full_load_deadline_hours
+    if deadline is not None and deadline >= table.sync.retention_alarm_hours:
+        raise ConfigError(f"{where}: 'on_call.full_load_deadline_hours' ({table.on_call.full_load_deadline_hours}) "
+                          f"must be below 'sync.retention_alarm_hours' ({table.sync.retention_alarm_hours}): the "
+                          f"deadline alert is the warning that comes before the lag sensor gives up")
     return table
 
 
@@ -318,13 +353,155 @@ def _merge(defaults: dict, table: dict) -> dict:
     return merged
 
 
-def parse_config(document: Any, source: str = "<config>") -> list[TableConfig]:
-    """Validate a loaded configuration document and return one TableConfig per table."""
+@dataclass(frozen=True)
+class Wave:
+    tables: tuple[str, ...]
+    # The milestone every table of the previous wave must reach before this wave starts; None for wave 1,
+    # whose tables start on their own ``schedule`` (or a manual trigger).
+    start_after: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """The order in which tables migrate: waves, each starting when the previous wave reaches a milestone."""
+
+    waves: tuple[Wave, ...] = ()
+
+    def wave_of(self, table: str) -> int | None:
+        """The table's wave, counted from 1; None when the table is not in the plan."""
+        for number, wave in enumerate(self.waves, start=1):
+            if table in wave.tables:
+                return number
+        return None
+
+    def waits_for(self, table: str) -> tuple[int, tuple[str, ...], str] | None:
+        """(previous wave's number, its tables, the milestone they must reach), or None for a table that
+        starts on its own schedule."""
+        number = self.wave_of(table)
+        if number is None or number == 1:
+            return None
+        wave = self.waves[number - 1]
+        return number - 1, self.waves[number - 2].tables, wave.start_after or MILESTONES[0]
+
+
+@dataclass(frozen=True)
+class PoolsConfig:
+    """Airflow pool sizes shared by every table's DAG (create them with ``dynamo2mongo pools --apply``)."""
+
+    # Point-in-time exports running at once (a deferred export keeps its slot: it still runs in AWS).
+    exports: int = 2
+    # Mapped convert and import tasks running at once: they share the S3 and MongoDB bandwidth.
+    imports: int = 8
+
+
+@dataclass(frozen=True)
+class Configuration:
+    tables: tuple[TableConfig, ...]
+    plan: PlanConfig = field(default_factory=PlanConfig)
+    # None: no pools configured; the tasks run in Airflow's default_pool.
+    pools: PoolsConfig | None = None
+
+    def table(self, name: str) -> TableConfig:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise ConfigError(f"table {name!r} is not in the table configuration; known: "
+                          f"{', '.join(t.name for t in self.tables)}")
+
+
+_TOP_LEVEL = ("defaults", "tables", "plan", "pools")
+
+
+def _parse_wave(raw: Any, number: int, default_after: str, known: list[str], where: str) -> Wave:
+    label = f"{where}: 'plan.waves' wave {number}"
+    after: Any = None
+    if isinstance(raw, dict):
+        unknown = sorted(set(raw) - {"tables", "start_after"})
+        if unknown:
+            raise ConfigError(f"{label}: unknown key {unknown[0]!r}; allowed keys: start_after, tables")
+        if "tables" not in raw:
+            raise ConfigError(f"{label}: missing required key 'tables'")
+        after = raw.get("start_after")
+        raw = raw["tables"]
+    names = [raw] if isinstance(raw, str) else raw
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{label}: must be a table name, a non-empty list of table names, or a mapping with "
+                          f"'tables' (and optionally 'start_after')")
+    for name in names:
+        if name not in known:
+            raise ConfigError(f"{label} names table {name!r}, which is not in 'tables'; known: {', '.join(known)}")
+    if number == 1:
+        if after is not None:
+            raise ConfigError(f"{label}: 'start_after' applies from wave 2 on; the first wave's tables start on "
+                              f"their own 'schedule' (or a manual trigger)")
+        return Wave(tuple(names))
+    after = default_after if after is None else after
+    if after not in MILESTONES:
+        raise ConfigError(f"{label}: 'start_after' must be one of {', '.join(MILESTONES)}, got {after!r}")
+    return Wave(tuple(names), after)
+
+
+def _parse_plan(raw: Any, tables: list[TableConfig], where: str) -> PlanConfig:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'plan' must be a mapping with 'waves' (and optionally 'start_after')")
+    unknown = sorted(set(raw) - {"waves", "start_after"})
+    if unknown:
+        raise ConfigError(f"{where}: 'plan': unknown key {unknown[0]!r}; allowed keys: start_after, waves")
+    default_after = raw.get("start_after", MILESTONES[0])
+    if default_after not in MILESTONES:
+        raise ConfigError(f"{where}: 'plan.start_after' must be one of {', '.join(MILESTONES)}, got {default_after!r}")
+    waves_raw = raw.get("waves")
+    if not isinstance(waves_raw, list) or not waves_raw:
+        raise ConfigError(f"{where}: 'plan.waves' must be a non-empty list of waves (each a list of table names)")
+    known = [t.name for t in tables]
+    waves = [_parse_wave(w, n, default_after, known, where) for n, w in enumerate(waves_raw, start=1)]
+    first_wave: dict[str, int] = {}
+    for number, wave in enumerate(waves, start=1):
+        for name in wave.tables:
+            if name in first_wave:
+                earlier = first_wave[name]
+                if earlier == number:
+                    raise ConfigError(f"{where}: 'plan.waves' lists table {name!r} twice in wave {number}")
+                raise ConfigError(
+                    f"{where}: 'plan.waves' lists table {name!r} in wave {earlier} and wave {number}: it would wait "
+                    f"for its own milestone (a cycle). Keep it in one wave"
+                )
+            first_wave[name] = number
+    plan = PlanConfig(tuple(waves))
+    for table in tables:
+        waits = plan.waits_for(table.name)
+        if waits is not None and table.schedule is not None:
+            previous, names, milestone = waits
+            raise ConfigError(
+                f"{where}: table {table.name!r}: 'schedule' must be null: the table is in wave {previous + 1} of the "
+                f"plan, which starts it when wave {previous} ({', '.join(names)}) reaches {milestone}. Move it to "
+                f"the first wave to give it a schedule"
+            )
+    return plan
+
+
+def _parse_pools(raw: Any, where: str) -> PoolsConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'pools' must be a mapping such as {{exports: 2, imports: 8}}")
+    unknown = sorted(set(raw) - {"exports", "imports"})
+    if unknown:
+        raise ConfigError(f"{where}: 'pools': unknown key {unknown[0]!r}; allowed keys: exports, imports")
+    for key, value in raw.items():
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
+            raise ConfigError(f"{where}: 'pools.{key}' must be a whole number of slots between 1 and 10000, "
+                              f"got {value!r}")
+    return PoolsConfig(**raw)
+
+
+def parse_document(document: Any, source: str = "<config>") -> Configuration:
+    """Validate a loaded configuration document: the tables, the plan and the pools."""
     if not isinstance(document, dict):
         raise ConfigError(f"{source}: the top level must be a mapping with a 'tables' list")
-    unknown = sorted(set(document) - {"defaults", "tables"})
+    unknown = sorted(set(document) - set(_TOP_LEVEL))
     if unknown:
-        raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; allowed: defaults, tables")
+        raise ConfigError(f"{source}: unknown top-level key {unknown[0]!r}; allowed: {', '.join(_TOP_LEVEL)}")
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{source}: 'defaults' must be a mapping")
@@ -342,14 +519,21 @@ def parse_config(document: Any, source: str = "<config>") -> list[TableConfig]:
             raise ConfigError(f"{source}: table {table.name!r} is listed twice")
         seen.add(table.name)
         result.append(table)
-    return result
+    plan = _parse_plan(document["plan"], result, source) if "plan" in document else PlanConfig()
+    pools = _parse_pools(document["pools"], source) if "pools" in document else None
+    return Configuration(tuple(result), plan, pools)
+
+
+def parse_config(document: Any, source: str = "<config>") -> list[TableConfig]:
+    """Validate a loaded configuration document and return one TableConfig per table."""
+    return list(parse_document(document, source).tables)
 
 
 def default_config_path() -> Path:
     return Path(os.environ.get("D2M_CONFIG", Path(__file__).resolve().parents[2] / "config" / "tables.yaml"))
 
 
-def load_config(path: str | os.PathLike | None = None) -> list[TableConfig]:
+def load_configuration(path: str | os.PathLike | None = None) -> Configuration:
     """Read and validate the configuration file (``D2M_CONFIG`` or config/tables.yaml)."""
     config_path = Path(path) if path else default_config_path()
     try:
@@ -360,4 +544,9 @@ def load_config(path: str | os.PathLike | None = None) -> list[TableConfig]:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{config_path}: not valid YAML: {error}") from error
-    return parse_config(document, str(config_path))
+    return parse_document(document, str(config_path))
+
+
+def load_config(path: str | os.PathLike | None = None) -> list[TableConfig]:
+    """The tables of the configuration file (``D2M_CONFIG`` or config/tables.yaml), validated."""
+    return list(load_configuration(path).tables)

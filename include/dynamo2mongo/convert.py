@@ -17,17 +17,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from bson import json_util
-from bson.json_util import CANONICAL_JSON_OPTIONS
-
+from dynamo2mongo import extjson
 from dynamo2mongo.export import MalformedRecord
 from dynamo2mongo.progress import Progress
-from dynamo2mongo.types import Unrepresentable, item_to_document
+from dynamo2mongo.forward import baseline_mark
+from dynamo2mongo.types import RESERVED, Unrepresentable, item_to_document
 
 log = logging.getLogger(__name__)
 
 OUTPUT_DIR = "mongo-extjson"
 _EXAMPLES = 5
+_PROGRESS_EVERY = 1024
 
 
 @dataclass(frozen=True)
@@ -86,12 +86,16 @@ def convert_lines(
     progress: Progress | None = None,
 ) -> None:
     """Convert export lines to Extended JSON text handed to ``sink``; bad records go to ``on_bad``."""
+    # Looked up per call, not per line; still the module's names, so a caller may wrap them.
+    to_document, dumps = item_to_document, extjson.dumps
+    pending = 0
     for number, line in enumerate(lines, start=1):
         result.bytes_in += len(line)
-        if not line.strip():
+        if not line or line.isspace():
             continue
         try:
-            document = item_to_document(parse_line(line), key_attrs)
+            item = parse_line(line)
+            document = to_document(item, key_attrs)
         except (MalformedRecord, Unrepresentable) as error:
             bad = BadRecord(number, getattr(error, "reason", None) or str(error), _raw_text(line))
             result.bad_count += 1
@@ -99,11 +103,16 @@ def convert_lines(
                 result.bad_examples.append(bad)
             on_bad(bad)
             continue
-        sink(json_util.dumps(document, json_options=CANONICAL_JSON_OPTIONS))
-        sink("\n")
+        # The exported content's hash: conflict detection tells application changes by it.
+        document.setdefault(RESERVED, {})["sync"] = baseline_mark(item)
+        sink(dumps(document) + "\n")
         result.items += 1
-        if progress is not None:
-            progress.advance()
+        pending += 1
+        if pending == _PROGRESS_EVERY and progress is not None:
+            progress.advance(pending)
+            pending = 0
+    if pending and progress is not None:
+        progress.advance(pending)
 
 
 def convert_file(

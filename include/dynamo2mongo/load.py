@@ -1,32 +1,39 @@
-"""Import converted Extended JSON files into MongoDB with idempotent, unordered bulk upserts."""
+"""Import converted Extended JSON files into MongoDB with idempotent, unordered bulk writes."""
 
 from __future__ import annotations
 
 import gzip
 import io
-import json
 import logging
+import queue
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import bson
-from bson import json_util
+from bson.raw_bson import RawBSONDocument
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
 
+from dynamo2mongo import extjson
 from dynamo2mongo.progress import Progress
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
-# Once forward sync runs, a document it wrote holds a newer state than the export: an import rerun
+# Once forward sync runs, a document it wrote (its mark has a sequence number; an exported item's mark
+# has none) holds a newer state than the export: an import rerun
 # must not overwrite it. With this guard the filter matches nothing, the upsert collides on _id, and
 # that collision is counted, not raised. Before forward sync starts the guard is left out: it cannot
 # match anything then. Servers without a query planner (see dynamo2mongo.mongo_caps) get the guard
 # as a read of the batch's synced ids instead.
-_NOT_YET_SYNCED = {"_ddb.sync": {"$exists": False}}
+_NOT_YET_SYNCED = {"_ddb.sync.seq": {"$not": {"$gt": ""}}}
+# Batches parsed ahead of the one being written: parsing overlaps the server's work, memory stays
+# bounded.
+_BATCHES_AHEAD = 2
 
 
 class ImportFailed(RuntimeError):
@@ -53,7 +60,7 @@ def _drop_synced(collection: Collection, batch: list[ReplaceOne], ids: list[Any]
     synced = {
         bson.encode({"k": d["_id"]})
         for d in collection.find({"_id": {"$in": ids}}, {"_ddb.sync.seq": 1})
-        if (d.get("_ddb") or {}).get("sync")
+        if ((d.get("_ddb") or {}).get("sync") or {}).get("seq")
     }
     if not synced:
         return batch, ids
@@ -77,14 +84,92 @@ def _flush(
         details = error.details
         others = [e for e in details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
         if others:
-            sample = "; ".join(f"_id={ids[e['index']]!r}: {e.get('errmsg')}" for e in others[:3])
-            raise ImportFailed(
-                f"{key}: MongoDB rejected {len(others)} of {len(batch)} writes in a batch ({sample}). "
-                f"Nothing is lost: the converted file is intact; fix the cause and clear this task."
-            ) from error
+            raise _rejected(key, others, ids, len(batch)) from error
         result.upserted += details.get("nUpserted", 0)
         result.replaced += details.get("nMatched", 0)
         result.kept_newer += len(details.get("writeErrors", []))
+
+
+def _parsed_batches(lines: Iterable[Any], batch_size: int) -> Iterator[list[RawBSONDocument]]:
+    batch: list[RawBSONDocument] = []
+    for line in lines:
+        if not line or line.isspace():
+            continue
+        # Encoded here, in the parsing thread: the writing thread sends the bytes as they are, and
+        # the parsed objects are freed at once instead of waiting in the batch for the collector.
+        batch.append(RawBSONDocument(bson.encode(extjson.loads(line))))
+        if len(batch) >= batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _rejected(key: str, errors: list[dict[str, Any]], ids: list[Any], size: int) -> ImportFailed:
+    sample = "; ".join(f"_id={ids[e['index']]!r}: {e.get('errmsg')}" for e in errors[:3])
+    return ImportFailed(
+        f"{key}: MongoDB rejected {len(errors)} of {size} writes in a batch ({sample}). "
+        f"Nothing is lost: the converted file is intact; fix the cause and clear this task."
+    )
+
+
+def _insert_new(collection: Collection, documents: list[RawBSONDocument], result: ImportResult, key: str) -> list[RawBSONDocument]:
+    """Insert the documents whose ``_id`` is not there yet; return the others, for the guarded replace.
+
+    An insert never overwrites, so it needs no guard, and on a first import (nearly every document
+    new) it costs the server and the driver less than an upsert.
+    """
+    try:
+        collection.insert_many(documents, ordered=False)
+        result.upserted += len(documents)
+        return []
+    except BulkWriteError as error:
+        errors = error.details.get("writeErrors", [])
+        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+        if others:
+            raise _rejected(key, others, [d["_id"] for d in documents], len(documents)) from error
+        # Every document without a write error was inserted (some servers misreport nInserted).
+        result.upserted += len(documents) - len(errors)
+        return [documents[e["index"]] for e in errors]
+
+
+def _ahead(batches: Iterator[Any]) -> Iterator[Any]:
+    """Run ``batches`` in a thread, up to _BATCHES_AHEAD in advance; its errors are raised here."""
+    ready: queue.Queue = queue.Queue(_BATCHES_AHEAD)
+    stop = threading.Event()
+    done = object()
+
+    def offer(item: Any, error: BaseException | None) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put((item, error), timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                if not offer(item, None):
+                    return
+            offer(done, None)
+        except BaseException as error:  # handed to the consumer, which raises it
+            offer(done, error)
+
+    thread = threading.Thread(target=produce, name="d2m-import-parse", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = ready.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def import_lines(
@@ -96,32 +181,25 @@ def import_lines(
     guard_newer: bool = True,
     planner: bool = True,
 ) -> ImportResult:
-    """Upsert every Extended JSON line into ``collection`` by its ``_id``.
+    """Write every Extended JSON line into ``collection`` by its ``_id``; safe to repeat.
 
     ``guard_newer`` keeps documents that forward sync has already written (see _NOT_YET_SYNCED);
-    ``planner`` says whether the server can serve that guard inside the write's filter.
+    ``planner`` says whether the server can serve that guard inside the write's filter. Lines are
+    parsed in a second thread while the previous batch is written. Documents new to the collection
+    are inserted; only those already there go through the guarded upsert.
     """
     result = ImportResult(key=key)
     guard = _NOT_YET_SYNCED if guard_newer and planner else {}
     read_guard = guard_newer and not planner
-    batch: list[ReplaceOne] = []
-    ids: list[Any] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        document = json.loads(line, object_hook=json_util.object_hook)
-        ids.append(document["_id"])
-        batch.append(ReplaceOne({"_id": document["_id"], **guard}, document, upsert=True))
-        result.read += 1
-        if len(batch) >= batch_size:
+    for documents in _ahead(_parsed_batches(lines, batch_size)):
+        result.read += len(documents)
+        existing = _insert_new(collection, documents, result, key)
+        if existing:
+            ids = [d["_id"] for d in existing]
+            batch = [ReplaceOne({"_id": d["_id"], **guard}, d, upsert=True) for d in existing]
             _flush(collection, batch, ids, result, key, read_guard)
-            if progress is not None:
-                progress.advance(len(batch))
-            batch, ids = [], []
-    if batch:
-        _flush(collection, batch, ids, result, key, read_guard)
         if progress is not None:
-            progress.advance(len(batch))
+            progress.advance(len(documents))
     return result
 
 

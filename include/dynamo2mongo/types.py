@@ -24,11 +24,12 @@ that a double cannot hold exactly keep the lossless mapping.
 from __future__ import annotations
 
 import decimal
+import re
 from typing import Any
 
 from bson import Binary, Decimal128, Int64
 
-from dynamo2mongo.keys import document_id
+from dynamo2mongo.keys import key_fields
 from dynamo2mongo.names import decode_name, encode_name
 
 RESERVED = "_ddb"
@@ -40,6 +41,16 @@ _DDB_DIGITS, _DDB_MIN_ADJUSTED, _DDB_MAX_ADJUSTED = 38, -130, 125
 _CONTEXT = decimal.Context(prec=60, Emax=999_999, Emin=-999_999)
 _SET_HINTS = {"SS", "NS", "BS"}
 _ABSENT = object()
+# Plain ASCII number spellings, read without building a Decimal; anything else (other digits,
+# spaces, "Infinity", huge exponents) takes the decimal module's path.
+_PLAIN_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,9}))?", re.ASCII)
+_DECIMAL128_BIAS, _DECIMAL128_MAX_EXPONENT = 6176, 6111
+_LOW_64 = (1 << 64) - 1
+# Attribute names repeat from item to item; their stored form is cached (bounded, for tables whose
+# names are data).
+_STORED_NAMES: tuple[dict[str, str], dict[str, str]] = ({}, {})
+_STORED_NAMES_LIMIT = 1 << 16
+_KEY_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 class Unrepresentable(ValueError):
@@ -73,10 +84,52 @@ def _decimal(text: Any, path: tuple) -> decimal.Decimal:
     return value
 
 
+def _plain_number(text: str) -> Any:
+    """int or Decimal128 for a plain spelling that needs neither rounding nor a hint, else None.
+
+    The same values as _decimal_number: the digits are normalized (trailing zeros moved
+    into the exponent) and the Decimal128 is built from its BID bits (IEEE 754-2008 decimal128,
+    binary significand), as bson would build it from the normalized Decimal.
+    """
+    match = _PLAIN_NUMBER.fullmatch(text)
+    if match is None:
+        return None
+    sign, whole, fraction, exponent = match.groups()
+    fraction = fraction or ""
+    if not whole and not fraction:
+        return None
+    digits = (whole + fraction).lstrip("0")
+    if not digits:
+        return 0
+    significant = digits.rstrip("0")
+    scale = int(exponent or 0) - len(fraction) + len(digits) - len(significant)
+    if scale >= 0 and len(significant) + scale <= 19:
+        integral = int(significant) * 10**scale
+        if sign == "-":
+            integral = -integral
+        if INT64_MIN <= integral <= INT64_MAX:
+            return integral
+    if len(significant) > _DECIMAL128_DIGITS or not -_DECIMAL128_BIAS <= scale <= _DECIMAL128_MAX_EXPONENT:
+        return None
+    coefficient = int(significant)
+    high = ((scale + _DECIMAL128_BIAS) << 49) | (coefficient >> 64)
+    if sign == "-":
+        high |= 1 << 63
+    return Decimal128((high, coefficient & _LOW_64))
+
+
 def number_to_value(text: str, path: tuple, hints: list | None, doubles: bool = False) -> Any:
     """N text to int, Decimal128, float (``doubles``) or canonical string (+ an ``N`` hint)."""
     if len(text) < 19 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
         return int(text)
+    if isinstance(text, str):
+        plain = _plain_number(text)
+        if plain is not None and (not doubles or type(plain) is int):
+            return plain
+    return _decimal_number(text, path, hints, doubles)
+
+
+def _decimal_number(text: str, path: tuple, hints: list | None, doubles: bool) -> Any:
     value = _decimal(text, path)
     if value == value.to_integral_value():
         integral = int(value)
@@ -105,39 +158,33 @@ def _check_set(kind: str, inner: Any, path: tuple) -> None:
         raise Unrepresentable(f"{kind} holds duplicate elements", path)
 
 
-def _to_value(attr: Any, path: tuple, hints: list, doubles: bool) -> Any:
-    if not isinstance(attr, dict) or len(attr) != 1:
-        raise Unrepresentable(f"attribute value must have exactly one type key, got {attr!r:.80}", path)
-    ((kind, inner),) = attr.items()
-    if kind == "S":
-        if isinstance(inner, str):
-            return inner
-    elif kind == "N":
-        return number_to_value(inner, path, hints, doubles)
-    elif kind == "M":
-        if isinstance(inner, dict):
-            if len(path) >= MAX_DEPTH:
-                raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
-            document = {}
-            for name, value in inner.items():
-                stored = encode_name(name, False)
-                document[stored] = _to_value(value, (*path, stored), hints, doubles)
-            return document
-    elif kind == "L":
-        if isinstance(inner, list):
-            if len(path) >= MAX_DEPTH:
-                raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
-            return [_to_value(value, (*path, i), hints, doubles) for i, value in enumerate(inner)]
-    elif kind == "BOOL":
-        if isinstance(inner, bool):
-            return inner
-    elif kind == "NULL":
-        if inner is True:
-            return None
-    elif kind == "B":
-        if isinstance(inner, (bytes, bytearray, memoryview)):
-            return bytes(inner)
-    elif kind in _SET_HINTS:
+def _plain_set(kind: str, inner: Any) -> list | None:
+    """The converted elements of a well-formed set of plain values, or None to take the checked path."""
+    if type(inner) is not list or not inner:
+        return None
+    if kind == "SS":
+        if all(type(v) is str for v in inner) and len(set(inner)) == len(inner):
+            return inner.copy()
+        return None
+    if kind == "NS":
+        converted = []
+        for text in inner:
+            value = _plain_number(text) if type(text) is str else None
+            if value is None:
+                return None
+            converted.append(value)
+        # Normalized values have one spelling each, so equal numbers have equal keys.
+        if len({v if type(v) is int else v.bid for v in converted}) == len(converted):
+            return converted
+        return None
+    if all(type(v) is bytes for v in inner) and len(set(inner)) == len(inner):
+        return inner.copy()
+    return None
+
+
+def _set_value(kind: str, inner: Any, path: tuple, hints: list) -> list:
+    converted = _plain_set(kind, inner)
+    if converted is None:
         _check_set(kind, inner, path)
         if kind == "SS":
             if not all(isinstance(v, str) for v in inner):
@@ -149,8 +196,88 @@ def _to_value(attr: Any, path: tuple, hints: list, doubles: bool) -> Any:
             if not all(isinstance(v, (bytes, bytearray, memoryview)) for v in inner):
                 raise Unrepresentable("BS elements must be bytes", path)
             converted = [bytes(v) for v in inner]
-        hints.append({"p": list(path), "t": kind})
-        return converted
+    hints.append({"p": list(path), "t": kind})
+    return converted
+
+
+def _stored_name(name: str, top_level: bool) -> str:
+    stored = encode_name(name, top_level)
+    cache = _STORED_NAMES[top_level]
+    if len(cache) < _STORED_NAMES_LIMIT:
+        cache[name] = stored
+    return stored
+
+
+def _map_value(inner: dict, path: tuple, hints: list, doubles: bool) -> dict:
+    if len(path) >= MAX_DEPTH:
+        raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
+    names = _STORED_NAMES[False]
+    document = {}
+    for name, value in inner.items():
+        # A stored name is never empty, so a cache miss is the only falsy answer.
+        stored = names.get(name) or _stored_name(name, False)
+        # Strings and small natural numbers are most values: they skip the calls and the path.
+        if type(value) is dict and len(value) == 1:
+            text = value.get("S")
+            if type(text) is str:
+                document[stored] = text
+                continue
+            text = value.get("N")
+            if type(text) is str and len(text) < 19 and text.isdigit():
+                document[stored] = int(text)
+                continue
+        document[stored] = _to_value(value, (*path, stored), hints, doubles)
+    return document
+
+
+def _list_value(inner: list, path: tuple, hints: list, doubles: bool) -> list:
+    if len(path) >= MAX_DEPTH:
+        raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
+    values = []
+    for index, value in enumerate(inner):
+        if type(value) is dict and len(value) == 1:
+            text = value.get("S")
+            if type(text) is str:
+                values.append(text)
+                continue
+            text = value.get("N")
+            if type(text) is str and len(text) < 19 and text.isdigit():
+                values.append(int(text))
+                continue
+            inner = value.get("M")
+            if type(inner) is dict:
+                values.append(_map_value(inner, (*path, index), hints, doubles))
+                continue
+        values.append(_to_value(value, (*path, index), hints, doubles))
+    return values
+
+
+def _to_value(attr: Any, path: tuple, hints: list, doubles: bool) -> Any:
+    if not isinstance(attr, dict) or len(attr) != 1:
+        raise Unrepresentable(f"attribute value must have exactly one type key, got {attr!r:.80}", path)
+    ((kind, inner),) = attr.items()
+    if kind == "S":
+        if isinstance(inner, str):
+            return inner
+    elif kind == "N":
+        return number_to_value(inner, path, hints, doubles)
+    elif kind == "M":
+        if isinstance(inner, dict):
+            return _map_value(inner, path, hints, doubles)
+    elif kind == "L":
+        if isinstance(inner, list):
+            return _list_value(inner, path, hints, doubles)
+    elif kind == "BOOL":
+        if isinstance(inner, bool):
+            return inner
+    elif kind == "NULL":
+        if inner is True:
+            return None
+    elif kind == "B":
+        if isinstance(inner, (bytes, bytearray, memoryview)):
+            return bytes(inner)
+    elif kind in _SET_HINTS:
+        return _set_value(kind, inner, path, hints)
     else:
         raise Unrepresentable(f"unknown DynamoDB type {kind!r}", path)
     raise Unrepresentable(f"{kind} value has the wrong shape: {inner!r:.80}", path)
@@ -164,19 +291,39 @@ def item_to_document(
         raise Unrepresentable(f"an item must be a map of attributes, got {type(item).__name__}")
     doubles = number_mapping == "double_when_exact"
     hints: list = []
-    fields: dict[str, Any] = {}
     for name in key_attrs:
         attr = item.get(name)
         if attr is None:
             raise Unrepresentable(f"key attribute {name!r} is missing", (name,))
         if not isinstance(attr, dict) or len(attr) != 1 or next(iter(attr)) not in ("S", "N", "B"):
             raise Unrepresentable(f"key attribute must be S, N or B, got {attr!r:.80}", (name,))
+    # _id comes first: its place is taken now, its value set once the key fields are converted.
+    document: dict[str, Any] = {"_id": None}
+    names = _STORED_NAMES[True]
     for name, attr in item.items():
-        stored = encode_name(name, True)
+        stored = names.get(name) or _stored_name(name, True)
+        if type(attr) is dict and len(attr) == 1:
+            text = attr.get("S")
+            if type(text) is str:
+                document[stored] = text
+                continue
+            text = attr.get("N")
+            if type(text) is str and len(text) < 19 and text.isdigit():
+                document[stored] = int(text)
+                continue
         # Key numbers stay lossless whatever the mapping: they make up _id.
-        fields[stored] = _to_value(attr, (stored,), hints, doubles and name not in key_attrs)
-    document = {"_id": document_id(fields, key_attrs)}
-    document.update(fields)
+        document[stored] = _to_value(attr, (stored,), hints, doubles and name not in key_attrs)
+    # The convention of keys.document_id, with the key field names looked up once per key schema.
+    try:
+        stored_keys = _KEY_FIELDS[key_attrs]
+    except KeyError:
+        stored_keys = _KEY_FIELDS[key_attrs] = key_fields(key_attrs)
+    except TypeError:  # key attributes in a list: fine, but not a cache key
+        stored_keys = key_fields(key_attrs)
+    if len(stored_keys) == 1:
+        document["_id"] = document[stored_keys[0]]
+    else:
+        document["_id"] = {stored_keys[0]: document[stored_keys[0]], stored_keys[1]: document[stored_keys[1]]}
     if hints:
         document[RESERVED] = {"t": hints}
     return document

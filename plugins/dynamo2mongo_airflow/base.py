@@ -8,13 +8,20 @@ from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.mongo.hooks.mongo import MongoHook
-from airflow.sdk import BaseOperator, Context
+from airflow.sdk import BaseOperator, Context, RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import AirflowFailException
+from botocore.exceptions import ClientError
+from pymongo.errors import ConfigurationError, OperationFailure
 
 from dynamo2mongo.config import ConfigError, TableConfig, load_config
 from dynamo2mongo.convert import ConversionFailed
+from dynamo2mongo.dms_engine import DmsError, DmsTimeout
+from dynamo2mongo.export.manifest import ManifestError
 from dynamo2mongo.export.request import ExportError
+from dynamo2mongo.indexes import IndexBuildFailed, IndexConflict, IndexPlanError
+from dynamo2mongo.lambda_engine import LambdaDeployError
 from dynamo2mongo.load import ImportFailed
+from dynamo2mongo.operations import OperationRefused
 from dynamo2mongo.preflight import PreflightFailed
 from dynamo2mongo.reconcile import ReconcileFailed
 from dynamo2mongo.state import StateStore
@@ -27,24 +34,81 @@ PARAM_OVERRIDES = {
     "lag_threshold_seconds": "sync.lag_threshold_seconds",
 }
 
-# Errors that a retry cannot heal: failing at once spares on-call a wait for the last retry.
+# Errors that a retry cannot heal: failing at once spares on-call a wait for the last retry. Each
+# message says what to fix before clearing the task. (The relays' RelayError, BackwardApplyError and
+# StreamEnded never reach a task: the relay sensors turn a failed relay's heartbeat into a failure.)
 PERMANENT_ERRORS = (
     ConfigError,
     PreflightFailed,
     StreamError,
     ExportError,
+    ManifestError,
     ConversionFailed,
     ImportFailed,
     ReconcileFailed,
+    LambdaDeployError,
+    DmsError,
+    OperationRefused,
+    IndexPlanError,
+    IndexConflict,
+    IndexBuildFailed,
 )
+# Subclasses of permanent errors that a retry may heal.
+TRANSIENT_ERRORS = (DmsTimeout,)
+# AWS error codes that no retry heals: credentials, permissions, malformed requests, a missing bucket.
+# Throttling, limits and service errors are left to the retries with exponential backoff.
+PERMANENT_AWS_CODES = frozenset({
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "InvalidSignatureException",
+    "ValidationException",
+    "NoSuchBucket",
+})
+# MongoDB: Unauthorized, AuthenticationFailed. Network errors, elections and timeouts are retried.
+PERMANENT_MONGO_CODES = frozenset({13, 18})
+
+
+def cannot_heal(error: BaseException) -> str | None:
+    """Why retrying ``error`` is pointless, or None when a retry may succeed."""
+    if isinstance(error, TRANSIENT_ERRORS):
+        return None
+    if isinstance(error, PERMANENT_ERRORS):
+        return f"{type(error).__name__} does not go away by retrying"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code")
+        if code in PERMANENT_AWS_CODES:
+            return f"AWS refused the request ({code}): fix the credentials, permissions or request, then clear the task"
+    if isinstance(error, ConfigurationError):
+        return "the MongoDB connection is misconfigured: fix the Airflow connection, then clear the task"
+    if isinstance(error, OperationFailure) and error.code in PERMANENT_MONGO_CODES:
+        return "MongoDB refused the credentials or the permission: fix the user's roles, then clear the task"
+    return None
 
 
 @contextlib.contextmanager
 def permanent_errors_fail_fast() -> Iterator[None]:
     try:
         yield
-    except PERMANENT_ERRORS as error:
-        raise AirflowFailException(str(error)) from error
+    except Exception as error:
+        reason = cannot_heal(error)
+        if reason is None:
+            raise
+        message = str(error) if isinstance(error, PERMANENT_ERRORS) else f"{error} ({reason})"
+        raise AirflowFailException(message) from error
+
+
+class OnCallRetryPolicy(RetryPolicy):
+    """Fail at once on errors that cannot heal (see ``cannot_heal``); retry the rest as the task says.
+
+    Covers what ``TableOperator.execute`` does not wrap: the sensors' pokes and the provider's DMS sensor.
+    """
+
+    def evaluate(self, exception: BaseException, try_number: int, max_tries: int,
+                 context: Context | None = None) -> RetryDecision:
+        reason = cannot_heal(exception)
+        return RetryDecision.fail(reason) if reason else RetryDecision.default()
 
 
 class TableOperator(BaseOperator):

@@ -13,7 +13,14 @@ from dynamo2mongo import reconcile as reconciliation
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.convert import BadRecord, convert_file
 from dynamo2mongo.export import manifest
-from dynamo2mongo.export.request import client_token, completed_export, ensure_pitr, start_export
+from dynamo2mongo.export.request import (
+    ExportInfo,
+    client_token,
+    completed_export,
+    describe_export,
+    ensure_pitr,
+    start_export,
+)
 from dynamo2mongo.load import import_file
 from dynamo2mongo.mongo_caps import plans_compound_filters
 from dynamo2mongo.preflight import run_preflight
@@ -89,8 +96,10 @@ class StreamActiveSensor(BaseSensorOperator):
 class ExportTableOperator(TableOperator):
     """Point-in-time export of the table to S3 (ION or DYNAMODB_JSON), waiting without a worker.
 
-    The ClientToken is derived from the DAG run, so a retried or cleared task finds the export it
-    started instead of starting a second one. Pushes the export ARN, export time and manifest key.
+    A retried or cleared task, or a whole cleared run, resumes the export its run recorded in the
+    migration state unless that export failed; the ClientToken, derived from the DAG run, also makes
+    DynamoDB return the run's export, but only for 8 hours. Pushes the export ARN, export time and
+    manifest key.
 
     :param deferrable: wait in the triggerer (default) rather than in a worker slot.
     """
@@ -101,20 +110,12 @@ class ExportTableOperator(TableOperator):
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         dynamodb = self.aws(config, "dynamodb")
-        if ensure_pitr(dynamodb, config.source_table, config.export.enable_pitr):
-            self.log.info("turned on point-in-time recovery for %s", config.source_table)
-            self.state(config).update_migration(pitr_enabled_by_us=True)
-        table = describe_table(dynamodb, config.source_table)
-        token = client_token(context["dag"].dag_id, context["run_id"])
-        info = start_export(
-            dynamodb,
-            table.arn,
-            config.export.s3_bucket,
-            config.export.s3_prefix,
-            config.export.format,
-            token,
-        )
-        self.state(config).record_export(context["run_id"], {**info.facts(), "client_token": token})
+        recorded = self.state(config).export_for_run(context["run_id"]) or {}
+        info = describe_export(dynamodb, recorded["export_arn"]) if recorded.get("export_arn") else None
+        if info is None or info.status == "FAILED":
+            info = self._start(config, context, dynamodb)
+        else:
+            self.log.info("resuming export %s of this run", info.arn)
         self.log.info("export %s of %s is %s", info.arn, config.source_table, info.status)
         if info.status != "COMPLETED":
             if self.deferrable:
@@ -130,6 +131,23 @@ class ExportTableOperator(TableOperator):
                 )
             self._wait_in_worker(config, info.arn)
         return self._finish(config, context, info.arn)
+
+    def _start(self, config: TableConfig, context: Context, dynamodb: Any) -> ExportInfo:
+        if ensure_pitr(dynamodb, config.source_table, config.export.enable_pitr):
+            self.log.info("turned on point-in-time recovery for %s", config.source_table)
+            self.state(config).update_migration(pitr_enabled_by_us=True)
+        table = describe_table(dynamodb, config.source_table)
+        token = client_token(context["dag"].dag_id, context["run_id"])
+        info = start_export(
+            dynamodb,
+            table.arn,
+            config.export.s3_bucket,
+            config.export.s3_prefix,
+            config.export.format,
+            token,
+        )
+        self.state(config).record_export(context["run_id"], {**info.facts(), "client_token": token})
+        return info
 
     @staticmethod
     def _wait_in_worker(config: TableConfig, export_arn: str) -> None:

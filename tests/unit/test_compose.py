@@ -74,7 +74,7 @@ def test_the_stack_has_its_services():
     assert set(SERVICES) == {"postgres", "mongodb", *PROJECT_SERVICES}
     for service, command in AIRFLOW.items():
         assert SERVICES[service]["command"] == command
-    assert SERVICES["airflow-init"]["command"] == ["db", "migrate"]
+    assert SERVICES["airflow-init"]["command"] == ["airflow db migrate && python -m dynamo2mongo pools --apply"]
     assert SERVICES["mongodb"]["image"].startswith("mongo:8")
     assert SERVICES["airflow-api-server"]["ports"] == ["127.0.0.1:8080:8080"]
     assert the_table().dag_id in COMPOSE_FILE.read_text(), "the header should name the DAG to trigger"

@@ -1,15 +1,27 @@
-"""DynamoDB JSON (export lines ``{"Item": {...}}``, Lambda stream events) to wire-format items (B as bytes)."""
+"""DynamoDB JSON (export lines ``{"Item": {...}}``, Lambda stream events) to wire-format items (B as bytes).
+
+``parse_line`` reads a line with msgspec and checks it in one pass that rewrites only the binary
+values; a line that pass does not accept (malformed, or JSON msgspec reads differently from the
+standard library, such as a lone surrogate escape) is read again by the reference path below,
+which gives the precise reason. So both paths accept the same lines and return the same items.
+"""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 from typing import Any
+
+import msgspec
 
 from dynamo2mongo.export import MalformedRecord
 
 _PLAIN = {"S": str, "N": str, "BOOL": bool}
+_decode = msgspec.json.Decoder().decode
+
+
+class _Unusual(Exception):
+    """The fast pass met something it leaves to the reference path."""
 
 
 def _b64(text: Any, where: str) -> bytes:
@@ -17,7 +29,7 @@ def _b64(text: Any, where: str) -> bytes:
         raise MalformedRecord(f"{where}: binary must be a base64 string, got {type(text).__name__}")
     try:
         return base64.b64decode(text, validate=True)
-    except binascii.Error as error:
+    except ValueError as error:  # binascii.Error, or a character outside ASCII
         raise MalformedRecord(f"{where}: invalid base64 ({error})") from None
 
 
@@ -62,7 +74,77 @@ def item_from_json(attributes: Any, where: str = "item") -> dict[str, Any]:
     return {name: _value(value, name) for name, value in attributes.items()}
 
 
+def _binary(text: Any) -> bytes:
+    if type(text) is not str:
+        raise _Unusual
+    try:
+        return base64.b64decode(text, validate=True)
+    except ValueError:
+        raise _Unusual from None
+
+
+def _check_attribute(attr: Any) -> None:
+    """What _value checks, in place: binary values become bytes, anything else is left as it is."""
+    if type(attr) is not dict or len(attr) != 1:
+        raise _Unusual
+    ((kind, inner),) = attr.items()
+    if kind == "N" or kind == "S":
+        if type(inner) is not str:
+            raise _Unusual
+    elif kind == "M":
+        if type(inner) is not dict:
+            raise _Unusual
+        _check_map(inner)
+    elif kind == "L":
+        if type(inner) is not list:
+            raise _Unusual
+        for value in inner:
+            _check_attribute(value)
+    elif kind == "BOOL":
+        if type(inner) is not bool:
+            raise _Unusual
+    elif kind == "NULL":
+        if inner is not True:
+            raise _Unusual
+    elif kind == "SS" or kind == "NS":
+        if type(inner) is not list:
+            raise _Unusual
+        for value in inner:
+            if type(value) is not str:
+                raise _Unusual
+    elif kind == "B":
+        attr["B"] = _binary(inner)
+    elif kind == "BS":
+        if type(inner) is not list:
+            raise _Unusual
+        attr["BS"] = [_binary(value) for value in inner]
+    else:
+        raise _Unusual
+
+
+def _check_map(attributes: dict) -> None:
+    for attr in attributes.values():
+        # Strings and numbers are most values: checked here without the call.
+        if type(attr) is dict and len(attr) == 1:
+            text = attr.get("S") or attr.get("N")
+            if type(text) is str:
+                continue
+        _check_attribute(attr)
+
+
 def parse_line(line: bytes | str) -> dict[str, Any]:
+    try:
+        record = _decode(line)
+        item = record["Item"]
+        if type(record) is dict and type(item) is dict:
+            _check_map(item)
+            return item
+    except (msgspec.DecodeError, _Unusual, KeyError, TypeError, RecursionError):
+        pass
+    return _parse_line_checked(line)
+
+
+def _parse_line_checked(line: bytes | str) -> dict[str, Any]:
     try:
         record = json.loads(line)
     except (ValueError, UnicodeDecodeError) as error:

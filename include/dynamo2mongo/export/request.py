@@ -115,6 +115,10 @@ def start_export(
     return _describe(response["ExportDescription"])
 
 
+def describe_export(dynamodb: Any, export_arn: str) -> ExportInfo:
+    return _describe(dynamodb.describe_export(ExportArn=export_arn)["ExportDescription"])
+
+
 def completed_export(dynamodb: Any, export_arn: str) -> ExportInfo:
     """The export's facts once COMPLETED; a clear error for FAILED or unfinished exports."""
     description = dynamodb.describe_export(ExportArn=export_arn)["ExportDescription"]

@@ -26,7 +26,7 @@ def _escape(text: str, quote: str) -> str:
 
 
 def _symbol(name: str) -> str:
-    if _IDENTIFIER.match(name) and name not in _KEYWORDS:
+    if _IDENTIFIER.fullmatch(name) and name not in _KEYWORDS:
         return name
     return "'" + _escape(name, "'") + "'"
 

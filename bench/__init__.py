@@ -1,0 +1,1 @@
+"""Benchmarks of the full load (docs/benchmarks.md); ``python -m bench.fullload``."""

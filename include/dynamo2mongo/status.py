@@ -1,0 +1,154 @@
+"""``dynamo2mongo status``: where every configured table stands, from the metadata database alone.
+
+For each table (the plan's waves first, in order): its phase and writer, the last migration run,
+forward and backward lag, conflicts recorded, the last verification, the next thing that happens to
+it, and any alert the full-load deadline raised. It reads MongoDB only, so on-call can run it where
+Airflow's API is out of reach; what the relays report comes from their heartbeats and checkpoints.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from dynamo2mongo.checkpoints import aware, read_heartbeat
+from dynamo2mongo.config import Configuration, TableConfig
+from dynamo2mongo.echo import CONFLICTS
+from dynamo2mongo.lag import LagReport, relay_lag
+from dynamo2mongo.plan import next_action
+from dynamo2mongo.state import StateStore
+from dynamo2mongo.verify import latest_report
+
+
+def _age(at: dt.datetime, moment: Any) -> float | None:
+    moment = aware(moment) if isinstance(moment, dt.datetime) else None
+    return None if moment is None else max(0.0, (at - moment).total_seconds())
+
+
+def backward_relay_lag(meta: Database, table: TableConfig, at: dt.datetime) -> LagReport:
+    """The backward relay's lag: how long ago it last read everything the change stream had."""
+    beat = read_heartbeat(meta, table.name, "backward")
+    if beat is None:
+        return LagReport(None, "the backward relay has not started (no heartbeat)")
+    status = beat.get("status")
+    beat_age = _age(at, beat.get("beat_at")) or 0.0
+    facts = {"relay_status": status, "heartbeat_age_seconds": round(beat_age, 1), "host": beat.get("host")}
+    if status == "failed":
+        return LagReport(None, f"the backward relay failed: {beat.get('error')}", fatal=beat.get("error"), facts=facts)
+    if status != "applying":
+        return LagReport(None, f"the backward relay is {status}", facts=facts)
+    lag = _age(at, beat.get("caught_up_at"))
+    if beat_age > table.sync.heartbeat_timeout_seconds:
+        return LagReport(max(lag or 0.0, beat_age), f"the backward relay's heartbeat is {beat_age:.0f} s old", facts=facts)
+    if lag is None:
+        return LagReport(None, "the backward relay has not reached the change stream's end yet", facts=facts)
+    return LagReport(lag, f"{lag:.1f} s behind", facts=facts)
+
+
+def _forward(meta: Database, table: TableConfig, migration: dict[str, Any], at: dt.datetime) -> LagReport:
+    if table.sync.forward == "relay":
+        return relay_lag(meta, table.name, (migration.get("stream") or {}).get("arn"),
+                         table.sync.heartbeat_timeout_seconds, table.sync.retention_alarm_hours, at)
+    # The Lambda engine's lag needs CloudWatch; the lag sensor's last measurement is in the state.
+    measured = migration.get("forward_lag") or {}
+    if measured.get("lag_seconds") is None:
+        return LagReport(None, "lambda: not measured yet (the lag sensor records it)")
+    return LagReport(measured["lag_seconds"], f"lambda, as the lag sensor last measured: {measured.get('detail')}")
+
+
+def _verification(meta: Database, table: TableConfig) -> dict[str, Any] | None:
+    report = latest_report(meta, table.name)
+    if report is None:
+        return None
+    return {key: report.get(key) for key in ("run_id", "at", "mode", "checked", "differences", "missing", "extra",
+                                              "different")}
+
+
+def table_status(client: MongoClient, configuration: Configuration, table: TableConfig,
+                 at: dt.datetime) -> dict[str, Any]:
+    meta = client[table.metadata_database]
+    migration = StateStore(meta, table.name).migration()
+    forward = _forward(meta, table, migration, at)
+    backward = (
+        backward_relay_lag(meta, table, at)
+        if table.sync.backward == "relay"
+        else LagReport(None, "dms: see the replication task in the AWS DMS console")
+    )
+    return {
+        "table": table.name,
+        "dag_id": table.dag_id,
+        "wave": configuration.plan.wave_of(table.name),
+        "phase": migration.get("phase"),
+        "writer": migration.get("writer") or "dynamodb",
+        "last_run_id": migration.get("last_run_id"),
+        "forward": {"engine": table.sync.forward, **forward.as_dict()},
+        "backward": {"engine": table.sync.backward, **backward.as_dict()},
+        "conflicts": meta[CONFLICTS].count_documents({"table": table.name}),
+        "verification": _verification(meta, table),
+        "next": next_action(configuration.plan, table, migration),
+        "alert": (migration.get("alert") or {}).get("message"),
+    }
+
+
+def collect(client: MongoClient, configuration: Configuration, at: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Status of every table: the plan's tables wave by wave, then the others in configuration order."""
+    at = at or dt.datetime.now(dt.timezone.utc)
+    plan = configuration.plan
+    order = [name for wave in plan.waves for name in wave.tables]
+    order += [t.name for t in configuration.tables if plan.wave_of(t.name) is None]
+    return [table_status(client, configuration, configuration.table(name), at) for name in order]
+
+
+def _lag_cell(report: dict[str, Any]) -> str:
+    if report.get("fatal"):
+        return "FAILED"
+    if report.get("lag_seconds") is not None:
+        return f"{report['lag_seconds']:.1f} s"
+    status = report.get("relay_status")
+    return status.split(" ")[0] if status else "-"
+
+
+def _verification_cell(verification: dict[str, Any] | None) -> str:
+    if verification is None:
+        return "never"
+    at = verification.get("at")
+    when = at.strftime("%Y-%m-%d %H:%M") if isinstance(at, dt.datetime) else str(at)
+    return f"{verification.get('differences')} diff / {verification.get('checked')} ({when})"
+
+
+COLUMNS = ("TABLE", "WAVE", "PHASE", "WRITER", "LAST RUN", "FORWARD LAG", "BACKWARD LAG", "CONFLICTS",
+           "LAST VERIFICATION", "NEXT")
+
+
+def render(rows: list[dict[str, Any]]) -> str:
+    """A fixed-width table, then the details a cell cannot hold (alerts, failed or lagging relays)."""
+    cells = [
+        (
+            row["table"],
+            str(row["wave"] or "-"),
+            row["phase"] or "not started",
+            row["writer"],
+            row["last_run_id"] or "-",
+            _lag_cell(row["forward"]),
+            _lag_cell(row["backward"]),
+            str(row["conflicts"]),
+            _verification_cell(row["verification"]),
+            row["next"],
+        )
+        for row in rows
+    ]
+    widths = [max(len(c[i]) for c in [COLUMNS, *cells]) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [COLUMNS, *cells]]
+    for row in rows:
+        if row["alert"]:
+            lines.append(f"! {row['table']}: {row['alert']}")
+        for direction in ("forward", "backward"):
+            report = row[direction]
+            if report.get("fatal"):
+                lines.append(f"! {row['table']} {direction}: {report['fatal']}")
+            elif row["phase"] and report.get("lag_seconds") is None:
+                lines.append(f"  {row['table']} {direction}: {report['detail']}")
+    return "\n".join(lines)
