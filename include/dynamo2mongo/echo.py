@@ -106,6 +106,10 @@ class EchoLedger:
                 ordered=False,
             )
 
+    def forget(self, direction: str) -> int:
+        """Drop every entry of one direction: for writes whose echoes can no longer be met."""
+        return self.collection.delete_many({"_id.t": self.table, "_id.d": direction}).deleted_count
+
     def consume(self, direction: str, echoes: list[tuple[Any, str]], seqs: list[str] | None = None) -> None:
         """Entries whose echo was met stop being pending; with ``seqs`` (the records that brought them
         back) they are kept as met, for replays."""

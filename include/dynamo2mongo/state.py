@@ -12,6 +12,7 @@ XCom carries only small facts; everything an on-call engineer needs after a cras
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import Any
 
 from pymongo import ReturnDocument
@@ -88,6 +89,23 @@ class StateStore:
         if data_key is not None:
             query["_id.file"] = data_key
         return list(self.db[QUARANTINE].find(query).sort("_id.line", 1))
+
+
+class PauseFlag:
+    """What an operation wants of one relay, read at most once a second (relays ask every loop)."""
+
+    def __init__(self, state: StateStore, direction: str):
+        self.state = state
+        self.direction = direction
+        self._read_at = float("-inf")
+        self._paused = False
+
+    def __call__(self) -> bool:
+        moment = time.monotonic()
+        if moment - self._read_at >= 1.0:
+            self._read_at = moment
+            self._paused = self.state.desired(self.direction) == "stop"
+        return self._paused
 
 
 def _field_key(run_id: str) -> str:

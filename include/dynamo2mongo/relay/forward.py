@@ -34,7 +34,7 @@ from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import EchoLedger
 from dynamo2mongo.mongo_caps import plans_compound_filters
-from dynamo2mongo.state import StateStore
+from dynamo2mongo.state import PauseFlag, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +103,7 @@ class ForwardRelay:
         self.ledger = EchoLedger(self.meta, config.name)
         self.sync = forward.SyncContext(self.ledger, config.sync.conflict_policy, dynamodb, config.source_table)
         self._refreshed = 0.0
-        self._control_read = float("-inf")
-        self._paused = False
+        self.paused = PauseFlag(self.state, DIRECTION)
 
     # ---- setup --------------------------------------------------------------------------------
 
@@ -257,14 +256,6 @@ class ForwardRelay:
             if self._ready(shard):
                 read += self._poll_shard(shard)
         return read
-
-    def paused(self) -> bool:
-        """Whether an operation asked this direction to stop (read at most once a second)."""
-        moment = time.monotonic()
-        if moment - self._control_read >= 1.0:
-            self._control_read = moment
-            self._paused = self.state.desired(DIRECTION) == "stop"
-        return self._paused
 
     def _facts(self) -> dict[str, Any]:
         open_shards = [s for s in self.shards.values() if not s.done]

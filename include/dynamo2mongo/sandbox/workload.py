@@ -15,7 +15,32 @@ from typing import Any
 from dynamo2mongo.sandbox import sample
 
 
-class Workload:
+class _Writer:
+    """Runs ``step()`` at a pace, in the caller's thread (``run``) or its own (``start``)."""
+
+    ops: Counter[str]
+
+    def step(self) -> str:
+        raise NotImplementedError
+
+    def run(self, stop: threading.Event, per_second: float = 50.0, max_ops: int | None = None) -> Counter[str]:
+        """Write at about ``per_second`` operations a second until ``stop`` is set (or ``max_ops``)."""
+        pause = 1.0 / per_second if per_second > 0 else 0.0
+        while not stop.is_set() and (max_ops is None or sum(self.ops.values()) < max_ops):
+            self.step()
+            if pause:
+                time.sleep(pause)
+        return self.ops
+
+    def start(self, per_second: float = 50.0, max_ops: int | None = None) -> tuple[threading.Thread, threading.Event]:
+        stop = threading.Event()
+        thread = threading.Thread(target=self.run, args=(stop, per_second, max_ops), name=type(self).__name__,
+                                  daemon=True)
+        thread.start()
+        return thread, stop
+
+
+class Workload(_Writer):
     def __init__(self, dynamodb: Any, table: str, existing: int, seed: int = 1):
         self.dynamodb = dynamodb
         self.table = table
@@ -70,23 +95,9 @@ class Workload:
         self.ops[op] += 1
         return op
 
-    def run(self, stop: threading.Event, per_second: float = 50.0, max_ops: int | None = None) -> Counter[str]:
-        """Write at about ``per_second`` operations a second until ``stop`` is set (or ``max_ops``)."""
-        pause = 1.0 / per_second if per_second > 0 else 0.0
-        while not stop.is_set() and (max_ops is None or sum(self.ops.values()) < max_ops):
-            self.step()
-            if pause:
-                time.sleep(pause)
-        return self.ops
-
-    def start(self, per_second: float = 50.0, max_ops: int | None = None) -> tuple[threading.Thread, threading.Event]:
-        stop = threading.Event()
-        thread = threading.Thread(target=self.run, args=(stop, per_second, max_ops), name="workload", daemon=True)
-        thread.start()
-        return thread, stop
 
 
-class MongoWorkload:
+class MongoWorkload(_Writer):
     """The new application writing MongoDB directly, on keys that overlap the DynamoDB writer's.
 
     Like a real application it keeps the key fields and the ``_id`` convention, and copies the
@@ -134,16 +145,3 @@ class MongoWorkload:
         self.ops[op] += 1
         return op
 
-    def run(self, stop: threading.Event, per_second: float = 50.0, max_ops: int | None = None) -> Counter[str]:
-        pause = 1.0 / per_second if per_second > 0 else 0.0
-        while not stop.is_set() and (max_ops is None or sum(self.ops.values()) < max_ops):
-            self.step()
-            if pause:
-                time.sleep(pause)
-        return self.ops
-
-    def start(self, per_second: float = 50.0, max_ops: int | None = None) -> tuple[threading.Thread, threading.Event]:
-        stop = threading.Event()
-        thread = threading.Thread(target=self.run, args=(stop, per_second, max_ops), name="mongo-workload", daemon=True)
-        thread.start()
-        return thread, stop
