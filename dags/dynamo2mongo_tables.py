@@ -9,7 +9,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task_group
 
-from dynamo2mongo.config import EXPORT_FORMATS, PlanConfig, PoolsConfig, TableConfig, load_configuration
+from dynamo2mongo.config import EXPORT_FORMATS, MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_configuration
 from dynamo2mongo.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
 from dynamo2mongo_airflow.base import OnCallRetryPolicy
 from dynamo2mongo_airflow.operators import (
@@ -24,6 +24,7 @@ from dynamo2mongo_airflow.operators import (
 )
 from dynamo2mongo_airflow.forward_lambda import DeployForwardLambdaOperator
 from dynamo2mongo_airflow.indexes import CreateIndexesOperator
+from dynamo2mongo_airflow.notify import failure_callbacks
 from dynamo2mongo_airflow.operations import MigrationOperationOperator
 from dynamo2mongo_airflow.plan import RunGateOperator, full_load_at_risk
 from dynamo2mongo_airflow.dms import DeployDmsBackwardOperator, DmsBackwardRunningSensor, StartDmsBackwardOperator
@@ -80,7 +81,8 @@ def _deadline(table: TableConfig) -> DeadlineAlert | None:
     )
 
 
-def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsConfig | None = None) -> DAG:
+def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsConfig | None = None,
+              monitor: MonitorConfig = MonitorConfig()) -> DAG:
     on_call = table.on_call
     # Without configured pools the tasks stay in default_pool: a pool that was never created would
     # leave them queued forever.
@@ -136,6 +138,7 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
             "max_retry_delay": dt.timedelta(seconds=on_call.max_retry_delay_seconds),
             "retry_policy": OnCallRetryPolicy(),
             "execution_timeout": dt.timedelta(hours=6),
+            "on_failure_callback": failure_callbacks(monitor, table.name),
         },
         params={
             "export_format": Param(
@@ -276,7 +279,7 @@ def _verify_task(table: TableConfig) -> VerifyOperator:
     )
 
 
-def build_operations_dag(table: TableConfig) -> DAG:
+def build_operations_dag(table: TableConfig, monitor: MonitorConfig = MonitorConfig()) -> DAG:
     with DAG(
         dag_id=f"{table.dag_id}__operations",
         description=f"Cut-over, rollback and finish for {table.source_table} <-> {table.database}.{table.collection}",
@@ -292,6 +295,7 @@ def build_operations_dag(table: TableConfig) -> DAG:
             "retry_delay": dt.timedelta(seconds=30),
             "retry_policy": OnCallRetryPolicy(),
             "execution_timeout": dt.timedelta(hours=1),
+            "on_failure_callback": failure_callbacks(monitor, table.name),
         },
         params={
             "operation": Param(
@@ -325,5 +329,5 @@ def build_operations_dag(table: TableConfig) -> DAG:
 
 _configuration = load_configuration()
 for _table in _configuration.tables:
-    globals()[_table.dag_id] = build_dag(_table, _configuration.plan, _configuration.pools)
-    globals()[f"{_table.dag_id}__operations"] = build_operations_dag(_table)
+    globals()[_table.dag_id] = build_dag(_table, _configuration.plan, _configuration.pools, _configuration.monitor)
+    globals()[f"{_table.dag_id}__operations"] = build_operations_dag(_table, _configuration.monitor)

@@ -60,11 +60,12 @@ def relay_forward(args: argparse.Namespace) -> int:
     import boto3
     from pymongo import MongoClient
 
+    from dynamo2mongo.mongo_tls import require_tls
     from dynamo2mongo.relay.forward import ForwardRelay, RelayError
 
     config = _table(args)
     session = boto3.session.Session(region_name=config.region)
-    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
     relay = ForwardRelay(
         config,
         session.client("dynamodb"),
@@ -90,12 +91,13 @@ def relay_backward(args: argparse.Namespace) -> int:
     from pymongo import MongoClient
 
     from dynamo2mongo.backward import BackwardApplyError, StreamEnded
+    from dynamo2mongo.mongo_tls import require_tls
     from dynamo2mongo.relay.backward import BackwardRelay
     from dynamo2mongo.relay.forward import RelayError
 
     config = _table(args)
     session = boto3.session.Session(region_name=config.region)
-    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
     relay = BackwardRelay(config, session.client("dynamodb"), client, stop=_stop_on_signals())
     try:
         totals = relay.run()

@@ -2,7 +2,8 @@
 
 The file is YAML: an optional ``defaults`` mapping merged under every table, a ``tables`` list, an
 optional ``plan`` (waves of tables, each wave starting when the previous one reaches a milestone) and
-optional ``pools`` (how many exports and file loads may run at once across all tables).
+optional ``pools`` (how many exports and file loads may run at once across all tables) and an optional
+``monitor`` (how often lag is sampled and whom failures and lag breaches are told, and how).
 Every error names the table and the key, and says what is allowed, so a typo fails at DAG parse
 time rather than hours into a migration.
 """
@@ -24,6 +25,11 @@ FORWARD_ENGINES = ("relay", "lambda")
 BACKWARD_ENGINES = ("relay", "dms")
 CONFLICT_POLICIES = ("dynamodb_wins", "mongodb_wins", "latest_wins")
 ENVIRONMENTS = ("sandbox", "aws")
+MONGO_TLS = ("required", "optional")
+NOTIFY_KINDS = ("sns", "email", "slack")
+# What a notification target hears: a failed task, lag above on_call.lag_alert_seconds (or a relay
+# that failed), and the end of such a breach.
+NOTIFY_EVENTS = ("failure", "lag_breach", "lag_recovered")
 # Milestones a plan's wave can wait for: reconcile passed, or the lag sensor passed.
 MILESTONES = ("full_load_done", "forward_caught_up")
 
@@ -89,13 +95,20 @@ class LambdaConfig:
 class DmsConfig:
     """The AWS DMS engine of backward sync (sync.backward: dms); see README for its limits."""
 
+    # The replication instance the CDC task runs on (required on AWS).
     replication_instance_arn: str | None = None
+    # The role that lets DMS read the source secret (passed with iam:PassRole).
     secrets_access_role_arn: str | None = None
+    # The role DMS assumes to write the DynamoDB table.
     target_role_arn: str | None = None
-    # Secrets Manager secret for the MongoDB source; None: dynamo2mongo/<name>/dms-mongodb-source.
+    # Secrets Manager secret for the MongoDB source (a name, or the ARN of an existing secret);
+    # None: dynamo2mongo/<name>/dms-mongodb-source.
     source_secret_id: str | None = None
+    # The first part of the endpoint and task identifiers.
     identifier_prefix: str = "dynamo2mongo"
+    # How many documents DMS samples to fix the source's columns.
     docs_to_investigate: int = 1000
+    # Delay between status calls, and the longest wait for a task or a connection test.
     poll_seconds: int = 15
     max_wait_seconds: int = 1800
 
@@ -127,6 +140,9 @@ class OnCallConfig:
     # which `airflow dags test` needs on Airflow 3.3.2 (it fails at the end of a run of a DAG with a
     # deadline: apache/airflow#73428).
     full_load_deadline_hours: int | None = 12
+    # The monitor notifies when forward or backward lag stays above this, once per breach, and again
+    # when it ends. Forward lag counts only once forward sync first caught up (the lag sensor passed).
+    lag_alert_seconds: int = 300
 
 
 @dataclass(frozen=True)
@@ -149,6 +165,9 @@ class TableConfig:
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     indexes: IndexConfig = field(default_factory=IndexConfig)
     on_call: OnCallConfig = field(default_factory=OnCallConfig)
+    # TLS to MongoDB: "required" refuses a connection without TLS; the default is "required" outside
+    # the sandbox environment (None here means: decided by the environment).
+    mongo_tls: str | None = None
     owner: str = "data-platform"
     tags: tuple[str, ...] = ()
     schedule: str | None = None
@@ -156,6 +175,12 @@ class TableConfig:
     @property
     def dag_id(self) -> str:
         return f"dynamo2mongo__{self.name}"
+
+    @property
+    def tls_required(self) -> bool:
+        if self.mongo_tls is None:
+            return self.environment != "sandbox"
+        return self.mongo_tls == "required"
 
     @property
     def lambda_function_name(self) -> str:
@@ -196,6 +221,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sync.backward": BACKWARD_ENGINES,
     "sync.conflict_policy": CONFLICT_POLICIES,
     "environment": ENVIRONMENTS,
+    "mongo_tls": MONGO_TLS,
     "imports.write_concern": ("majority", "1"),
 }
 
@@ -224,6 +250,7 @@ _BOUNDS: dict[str, tuple[int, int]] = {
     "on_call.retry_delay_seconds": (1, 3600),
     "on_call.max_retry_delay_seconds": (1, 24 * 3600),
     "on_call.full_load_deadline_hours": (1, 23),
+    "on_call.lag_alert_seconds": (10, 12 * 3600),
 }
 
 
@@ -395,11 +422,50 @@ class PoolsConfig:
 
 
 @dataclass(frozen=True)
+class NotifyTarget:
+    """One place failures and lag breaches are told: an SNS topic, email addresses or a Slack webhook.
+
+    Credentials stay in the named Airflow connections (``aws_conn_id``, ``smtp_conn_id``,
+    ``slack_webhook_conn_id``); the configuration names them only.
+    """
+
+    kind: str
+    events: tuple[str, ...] = NOTIFY_EVENTS
+    # Only these tables' events; empty: every table's.
+    tables: tuple[str, ...] = ()
+    topic_arn: str | None = None
+    aws_conn_id: str = "aws_default"
+    region: str | None = None
+    to: tuple[str, ...] = ()
+    smtp_conn_id: str = "smtp_default"
+    from_email: str | None = None
+    # A Slack incoming webhook posts to the channel it was made for.
+    slack_webhook_conn_id: str = "slack_default"
+
+    def hears(self, event: str, table: str) -> bool:
+        return event in self.events and (not self.tables or table in self.tables)
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    """The monitor DAG: samples every table's lag for the dashboard and notifies on breaches."""
+
+    every_minutes: int = 5
+    # Lag samples older than this are dropped by a TTL index.
+    history_days: int = 14
+    notify: tuple[NotifyTarget, ...] = ()
+
+    def targets(self, event: str, table: str) -> list[NotifyTarget]:
+        return [t for t in self.notify if t.hears(event, table)]
+
+
+@dataclass(frozen=True)
 class Configuration:
     tables: tuple[TableConfig, ...]
     plan: PlanConfig = field(default_factory=PlanConfig)
     # None: no pools configured; the tasks run in Airflow's default_pool.
     pools: PoolsConfig | None = None
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def table(self, name: str) -> TableConfig:
         for table in self.tables:
@@ -409,7 +475,7 @@ class Configuration:
                           f"{', '.join(t.name for t in self.tables)}")
 
 
-_TOP_LEVEL = ("defaults", "tables", "plan", "pools")
+_TOP_LEVEL = ("defaults", "tables", "plan", "pools", "monitor")
 
 
 def _parse_wave(raw: Any, number: int, default_after: str, known: list[str], where: str) -> Wave:
@@ -495,6 +561,54 @@ def _parse_pools(raw: Any, where: str) -> PoolsConfig:
     return PoolsConfig(**raw)
 
 
+_TARGET_NEEDS = {"sns": ("topic_arn",), "email": ("to",), "slack": ()}
+
+
+def _parse_target(raw: Any, number: int, tables: list[str], where: str) -> NotifyTarget:
+    label = f"{where}: 'monitor.notify' target {number}"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{label}: must be a mapping with 'kind' ({', '.join(NOTIFY_KINDS)})")
+    kind = raw.get("kind")
+    if kind not in NOTIFY_KINDS:
+        raise ConfigError(f"{label}: 'kind' must be one of {', '.join(NOTIFY_KINDS)}, got {kind!r}")
+    target = _build_section(NotifyTarget, raw, "", label)
+    for key in _TARGET_NEEDS[kind]:
+        if not getattr(target, key):
+            raise ConfigError(f"{label}: a {kind} target needs {key!r}")
+    for event in target.events:
+        if event not in NOTIFY_EVENTS:
+            raise ConfigError(f"{label}: unknown event {event!r}; events: {', '.join(NOTIFY_EVENTS)}")
+    for name in target.tables:
+        if name not in tables:
+            raise ConfigError(f"{label} names table {name!r}, which is not in 'tables'; known: {', '.join(tables)}")
+    if kind == "sns" and not re.match(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$",
+                                      target.topic_arn or ""):
+        raise ConfigError(f"{label}: 'topic_arn' is not an SNS topic ARN: {target.topic_arn!r}")
+    return target
+
+
+def _parse_monitor(raw: Any, tables: list[TableConfig], where: str) -> MonitorConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: 'monitor' must be a mapping such as {{every_minutes: 5, notify: [...]}}")
+    unknown = sorted(set(raw) - {"every_minutes", "history_days", "notify"})
+    if unknown:
+        raise ConfigError(f"{where}: 'monitor': unknown key {unknown[0]!r}; allowed keys: every_minutes, "
+                          f"history_days, notify")
+    for key, (low, high) in {"every_minutes": (1, 1440), "history_days": (1, 366)}.items():
+        value = raw.get(key, getattr(MonitorConfig, key))
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"{where}: 'monitor.{key}' must be a whole number between {low} and {high}, got {value!r}")
+    notify = raw.get("notify") or []
+    if not isinstance(notify, list):
+        raise ConfigError(f"{where}: 'monitor.notify' must be a list of targets")
+    names = [t.name for t in tables]
+    targets = tuple(_parse_target(t, n, names, where) for n, t in enumerate(notify, start=1))
+    return MonitorConfig(raw.get("every_minutes", MonitorConfig.every_minutes),
+                         raw.get("history_days", MonitorConfig.history_days), targets)
+
+
 def parse_document(document: Any, source: str = "<config>") -> Configuration:
     """Validate a loaded configuration document: the tables, the plan and the pools."""
     if not isinstance(document, dict):
@@ -521,7 +635,8 @@ def parse_document(document: Any, source: str = "<config>") -> Configuration:
         result.append(table)
     plan = _parse_plan(document["plan"], result, source) if "plan" in document else PlanConfig()
     pools = _parse_pools(document["pools"], source) if "pools" in document else None
-    return Configuration(tuple(result), plan, pools)
+    monitor = _parse_monitor(document.get("monitor"), result, source)
+    return Configuration(tuple(result), plan, pools, monitor)
 
 
 def parse_config(document: Any, source: str = "<config>") -> list[TableConfig]:

@@ -5,6 +5,10 @@ Every ``ensure_*`` function finds its resource by identifier, compares it with w
 asks for and changes only the difference, so a second deployment with the same settings calls no
 Create/Modify API at all.
 
+The functions take the table's ``dms`` section (``settings``) apart from the table's configuration
+because in the sandbox it is not ``config.dms`` as written: ``sandbox_settings`` fills in the
+replication instance and roles it makes in the emulator.
+
 Why table mode (``NestingLevel: one``) and not document mode. In document mode DMS hands the target a
 single ``_doc`` column holding the whole document (plus ``_id`` with ``ExtractDocId``); the DynamoDB
 target writes it as one string attribute, and the key attributes and the forward mark stay buried in a
@@ -47,8 +51,9 @@ from botocore.waiter import WaiterModel, create_waiter_with_client
 from pymongo import uri_parser
 from pymongo.errors import ConfigurationError, InvalidURI
 
-from dynamo2mongo.config import TableConfig
+from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.keys import key_fields
+from dynamo2mongo.secrets import ensure_secret
 from dynamo2mongo.types import RESERVED
 
 MIGRATION_TYPE = "cdc"
@@ -107,32 +112,8 @@ class DmsTimeout(DmsError):
     """A DMS resource did not reach the state waited for in time; a retry may."""
 
 
-@dataclass(frozen=True)
-class DmsSettings:
-    """The table's ``dms`` configuration section, constructed by the caller.
-
-    :param replication_instance_arn: the replication instance the task runs on (required on AWS).
-    :param secrets_access_role_arn: role that lets DMS read the source secret (``iam:PassRole``).
-    :param target_role_arn: role DMS assumes to write the DynamoDB table.
-    :param source_secret_id: Secrets Manager secret (name, or ARN of an existing secret) that receives
-        the MongoDB host, port and credentials; default ``dynamo2mongo/<table>/dms-mongodb-source``.
-    :param identifier_prefix: first part of the endpoint and task identifiers.
-    :param docs_to_investigate: documents DMS samples to fix the columns (table mode).
-    :param poll_seconds: delay between DMS status calls while waiting.
-    :param max_wait_seconds: how long to wait for a task or connection test before giving up.
-    """
-
-    replication_instance_arn: str | None = None
-    secrets_access_role_arn: str | None = None
-    target_role_arn: str | None = None
-    source_secret_id: str | None = None
-    identifier_prefix: str = "dynamo2mongo"
-    docs_to_investigate: int = 1000
-    poll_seconds: int = 15
-    max_wait_seconds: int = 1800
-
-    def waiter_config(self) -> dict[str, int]:
-        return {"Delay": self.poll_seconds, "MaxAttempts": max(1, self.max_wait_seconds // self.poll_seconds)}
+def _waiter_config(settings: DmsConfig) -> dict[str, int]:
+    return {"Delay": settings.poll_seconds, "MaxAttempts": max(1, settings.max_wait_seconds // settings.poll_seconds)}
 
 
 @dataclass(frozen=True)
@@ -176,7 +157,7 @@ _NOT_IN_IDENTIFIER = re.compile(r"[^A-Za-z0-9-]+")
 _MAX_IDENTIFIER = 255
 
 
-def identifier(settings: DmsSettings, config: TableConfig, role: str) -> str:
+def identifier(settings: DmsConfig, config: TableConfig, role: str) -> str:
     """A DMS identifier (letters, digits, single hyphens, starting with a letter) for one of the table's
     resources; a short hash of the raw name keeps two table names that clean up alike apart, and the
     role stays last whatever is cut."""
@@ -191,11 +172,11 @@ def identifier(settings: DmsSettings, config: TableConfig, role: str) -> str:
     return f"{body[:room].rstrip('-')}-{digest}-{role}"
 
 
-def source_secret_id(settings: DmsSettings, config: TableConfig) -> str:
+def source_secret_id(settings: DmsConfig, config: TableConfig) -> str:
     return settings.source_secret_id or f"dynamo2mongo/{config.name}/dms-mongodb-source"
 
 
-def _required(settings: DmsSettings, key: str, config: TableConfig, why: str) -> str:
+def _required(settings: DmsConfig, key: str, config: TableConfig, why: str) -> str:
     value = getattr(settings, key)
     if not value:
         raise DmsError(f"table {config.name!r}: 'dms.{key}' is not set; {why}")
@@ -245,35 +226,16 @@ def mongo_source(uri: str, options: dict[str, Any], table: str) -> MongoSource:
 
 
 def ensure_source_secret(secretsmanager: Any, secret_id: str, value: str, table: str) -> dict[str, Any]:
-    """Create the secret, or store a new version when its content differs; the value is never returned."""
-    try:
-        current = secretsmanager.get_secret_value(SecretId=secret_id)
-    except ClientError as error:
-        if _code(error) != "ResourceNotFoundException":
-            raise DmsError(
-                f"table {table!r}: cannot read secret {secret_id!r} for the DMS source endpoint ({_code(error)}); a "
-                f"secret scheduled for deletion must be restored first, and the deploying role needs "
-                f"secretsmanager:GetSecretValue, CreateSecret and PutSecretValue on it"
-            ) from None
-        if secret_id.startswith("arn:"):
-            raise DmsError(
-                f"table {table!r}: secret {secret_id} does not exist and a secret cannot be created from an ARN; set "
-                f"dms.source_secret_id to a secret name, or create the secret"
-            ) from None
-        created = secretsmanager.create_secret(
-            Name=secret_id,
-            SecretString=value,
-            Description="MongoDB host, port and credentials of dynamo2mongo's DMS source endpoint (written by its deploy task)",
-        )
-        return {"arn": created["ARN"], "created": True, "updated": False}
-    try:
-        unchanged = json.loads(current.get("SecretString") or "null") == json.loads(value)
-    except ValueError:
-        unchanged = False
-    if unchanged:
-        return {"arn": current["ARN"], "created": False, "updated": False}
-    secretsmanager.put_secret_value(SecretId=current["ARN"], SecretString=value)
-    return {"arn": current["ARN"], "created": False, "updated": True}
+    """Create the secret, or store a new version when its content differs; returns its ARN and what changed."""
+    return ensure_secret(
+        secretsmanager,
+        secret_id,
+        value,
+        description="MongoDB host, port and credentials of dynamo2mongo's DMS source endpoint (written by its deploy task)",
+        purpose="the DMS source endpoint",
+        setting="dms.source_secret_id",
+        fail=lambda message: DmsError(f"table {table!r}: {message}"),
+    )
 
 
 # ---- endpoints ---------------------------------------------------------------------------------
@@ -323,7 +285,7 @@ def _ensure_endpoint(dms: Any, endpoint_id: str, wanted: dict[str, Any], config:
 
 
 def source_endpoint_settings(
-    settings: DmsSettings, config: TableConfig, source: MongoSource, secret_arn: str
+    settings: DmsConfig, config: TableConfig, source: MongoSource, secret_arn: str
 ) -> dict[str, Any]:
     """CreateEndpoint arguments of the MongoDB source (the credentials are in the secret, not here)."""
     mongo: dict[str, Any] = {
@@ -350,7 +312,7 @@ def source_endpoint_settings(
 
 
 def ensure_source_endpoint(
-    dms: Any, secretsmanager: Any, settings: DmsSettings, config: TableConfig, source: MongoSource
+    dms: Any, secretsmanager: Any, settings: DmsConfig, config: TableConfig, source: MongoSource
 ) -> dict[str, Any]:
     """The MongoDB source endpoint, its credentials written to the Secrets Manager secret first."""
     secret = ensure_source_secret(secretsmanager, source_secret_id(settings, config), source.secret_string(), config.name)
@@ -360,7 +322,7 @@ def ensure_source_endpoint(
     return {**endpoint, "secret_arn": secret["arn"], "secret_changed": secret["created"] or secret["updated"]}
 
 
-def ensure_target_endpoint(dms: Any, settings: DmsSettings, config: TableConfig) -> dict[str, Any]:
+def ensure_target_endpoint(dms: Any, settings: DmsConfig, config: TableConfig) -> dict[str, Any]:
     """The DynamoDB target endpoint, writing with the configured service role."""
     role = _required(settings, "target_role_arn", config, "DMS needs a role allowed to write the DynamoDB table")
     wanted = {"EndpointType": "target", "EngineName": ENGINE_TARGET, "DynamoDbSettings": {"ServiceAccessRoleArn": role}}
@@ -382,7 +344,7 @@ def _connection(dms: Any, instance_arn: str, endpoint_arn: str) -> dict[str, Any
     return next((c for c in found if c.get("EndpointArn") == endpoint_arn), None)
 
 
-def check_connections(dms: Any, settings: DmsSettings, config: TableConfig, endpoints: list[dict[str, Any]]) -> list[str]:
+def check_connections(dms: Any, settings: DmsConfig, config: TableConfig, endpoints: list[dict[str, Any]]) -> list[str]:
     """Test each endpoint from the replication instance unless its last test succeeded and nothing about it
     changed since; fail naming the endpoint and DMS's message. Returns the identifiers tested."""
     instance = _required(settings, "replication_instance_arn", config, "the endpoints are tested from it")
@@ -402,7 +364,7 @@ def check_connections(dms: Any, settings: DmsSettings, config: TableConfig, endp
                     {"Name": "replication-instance-arn", "Values": [instance]},
                     {"Name": "endpoint-arn", "Values": [endpoint["arn"]]},
                 ],
-                WaiterConfig=settings.waiter_config(),
+                WaiterConfig=_waiter_config(settings),
             )
         except WaiterError as error:
             last = _connection(dms, instance, endpoint["arn"]) or {}
@@ -542,12 +504,12 @@ def _reason(task: dict[str, Any]) -> str | None:
     return task.get("LastFailureMessage") or task.get("StopReason") or None
 
 
-def _wait(dms: Any, waiter: Any, task: dict[str, Any], settings: DmsSettings, config: TableConfig, goal: str) -> None:
+def _wait(dms: Any, waiter: Any, task: dict[str, Any], settings: DmsConfig, config: TableConfig, goal: str) -> None:
     try:
         waiter.wait(
             Filters=[{"Name": "replication-task-arn", "Values": [task["ReplicationTaskArn"]]}],
             WithoutSettings=True,
-            WaiterConfig=settings.waiter_config(),
+            WaiterConfig=_waiter_config(settings),
         )
     except WaiterError as error:
         now = _describe_task(dms, task["ReplicationTaskIdentifier"]) or {}
@@ -560,13 +522,13 @@ def _wait(dms: Any, waiter: Any, task: dict[str, Any], settings: DmsSettings, co
         ) from None
 
 
-def _wait_settled(dms: Any, task: dict[str, Any], settings: DmsSettings, config: TableConfig) -> None:
+def _wait_settled(dms: Any, task: dict[str, Any], settings: DmsConfig, config: TableConfig) -> None:
     _wait(dms, create_waiter_with_client("ReplicationTaskSettled", _SETTLED, dms), task, settings, config, "ready")
 
 
 def ensure_replication_task(
     dms: Any,
-    settings: DmsSettings,
+    settings: DmsConfig,
     config: TableConfig,
     source_arn: str,
     target_arn: str,
@@ -632,7 +594,7 @@ def ensure_replication_task(
 
 
 def _start(
-    dms: Any, task: dict[str, Any], start_type: str, settings: DmsSettings, config: TableConfig, wait: bool
+    dms: Any, task: dict[str, Any], start_type: str, settings: DmsConfig, config: TableConfig, wait: bool
 ) -> None:
     try:
         dms.start_replication_task(ReplicationTaskArn=task["ReplicationTaskArn"], StartReplicationTaskType=start_type)
@@ -646,7 +608,7 @@ def _start(
         _wait(dms, dms.get_waiter("replication_task_running"), task, settings, config, "running")
 
 
-def start_task(dms: Any, settings: DmsSettings, config: TableConfig, wait: bool = True) -> str | None:
+def start_task(dms: Any, settings: DmsConfig, config: TableConfig, wait: bool = True) -> str | None:
     """Start backward sync; returns the StartReplicationTaskType used, or None when it already runs.
 
     A task that never ran starts with ``start-replication`` (CDC from now). A task that ran before is
@@ -666,7 +628,7 @@ def start_task(dms: Any, settings: DmsSettings, config: TableConfig, wait: bool 
     return start_type
 
 
-def resume_task(dms: Any, settings: DmsSettings, config: TableConfig, wait: bool = True) -> bool:
+def resume_task(dms: Any, settings: DmsConfig, config: TableConfig, wait: bool = True) -> bool:
     """Resume a stopped or failed task from its checkpoint; False when it already runs."""
     task = _task(dms, identifier(settings, config, "backward"), config)
     if task.get("Status") in ("running", "starting"):
@@ -684,7 +646,7 @@ def resume_task(dms: Any, settings: DmsSettings, config: TableConfig, wait: bool
     return True
 
 
-def stop_task(dms: Any, settings: DmsSettings, config: TableConfig) -> bool:
+def stop_task(dms: Any, settings: DmsConfig, config: TableConfig) -> bool:
     """Stop the task (its checkpoint is kept for a resume); False when it was not running."""
     task = _task(dms, identifier(settings, config, "backward"), config)
     status = task.get("Status")
@@ -699,7 +661,7 @@ def stop_task(dms: Any, settings: DmsSettings, config: TableConfig) -> bool:
     return True
 
 
-def task_status(dms: Any, settings: DmsSettings, config: TableConfig) -> TaskStatus:
+def task_status(dms: Any, settings: DmsConfig, config: TableConfig) -> TaskStatus:
     """The task's status ("running", "stopped", "failed", ...) and, when DMS gives one, the reason."""
     task = _task(dms, identifier(settings, config, "backward"), config)
     return TaskStatus(task["ReplicationTaskArn"], task["ReplicationTaskIdentifier"], task.get("Status", ""), _reason(task))
@@ -711,7 +673,7 @@ def task_status(dms: Any, settings: DmsSettings, config: TableConfig) -> TaskSta
 def deploy(
     dms: Any,
     secretsmanager: Any,
-    settings: DmsSettings,
+    settings: DmsConfig,
     config: TableConfig,
     source: MongoSource,
     key_attrs: tuple[str, ...],
@@ -730,7 +692,7 @@ def deploy(
 # ---- the sandbox -------------------------------------------------------------------------------
 
 
-def sandbox_settings(dms: Any, iam: Any, settings: DmsSettings) -> DmsSettings:
+def sandbox_settings(dms: Any, iam: Any, settings: DmsConfig) -> DmsConfig:
     """Settings for the emulator: a replication instance and a role made there when none is configured.
 
     The emulator checks neither the role's trust nor the instance's network; the relay does the syncing

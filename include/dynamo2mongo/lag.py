@@ -84,6 +84,26 @@ def relay_lag(meta: Database, table: str, stream_arn: str | None, heartbeat_time
     return report
 
 
+def backward_relay_lag(meta: Database, table: str, heartbeat_timeout: float, at: dt.datetime) -> LagReport:
+    """The backward relay's lag: how long ago it last read everything the change stream had."""
+    beat = read_heartbeat(meta, table, "backward")
+    if beat is None:
+        return LagReport(None, "the backward relay has not started (no heartbeat)")
+    status = beat.get("status")
+    beat_age = _seconds(at, beat.get("beat_at")) or 0.0
+    facts = {"relay_status": status, "heartbeat_age_seconds": round(beat_age, 1), "host": beat.get("host")}
+    if status == "failed":
+        return LagReport(None, f"the backward relay failed: {beat.get('error')}", fatal=beat.get("error"), facts=facts)
+    if status != "applying":
+        return LagReport(None, f"the backward relay is {status}", facts=facts)
+    lag = _seconds(at, beat.get("caught_up_at"))
+    if beat_age > heartbeat_timeout:
+        return LagReport(max(lag or 0.0, beat_age), f"the backward relay's heartbeat is {beat_age:.0f} s old", facts=facts)
+    if lag is None:
+        return LagReport(None, "the backward relay has not reached the change stream's end yet", facts=facts)
+    return LagReport(lag, f"{lag:.1f} s behind", facts=facts)
+
+
 def lambda_lag(facts: dict[str, Any], alarm_hours: int) -> LagReport:
     """The Lambda engine's lag from its event source mapping and CloudWatch IteratorAge."""
     state = facts.get("state")

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, WaiterError
 
+from dynamo2mongo.secrets import ensure_secret
+
 if TYPE_CHECKING:
     from dynamo2mongo.config import TableConfig
 
@@ -251,34 +253,16 @@ def _code(error: ClientError) -> str:
 
 
 def ensure_mongo_secret(secretsmanager: Any, secret_id: str, mongo_uri: str) -> dict[str, Any]:
-    """Create the secret, or store a new version when its value differs; returns its ARN and what changed.
-
-    The URI holds the database password: it is neither logged nor returned.
-    """
-    try:
-        current = secretsmanager.get_secret_value(SecretId=secret_id)
-    except ClientError as error:
-        if _code(error) != "ResourceNotFoundException":
-            raise LambdaDeployError(
-                f"cannot read secret {secret_id!r} for the forward-sync function ({_code(error)}); a secret scheduled "
-                f"for deletion must be restored first (aws secretsmanager restore-secret), and the deploying role "
-                f"needs secretsmanager:GetSecretValue, CreateSecret and PutSecretValue on it"
-            ) from None
-        if secret_id.startswith("arn:"):
-            raise LambdaDeployError(
-                f"secret {secret_id} does not exist and a secret cannot be created from an ARN: set "
-                f"forward_lambda.mongo_secret_id to a secret name, or create the secret"
-            ) from None
-        created = secretsmanager.create_secret(
-            Name=secret_id,
-            SecretString=mongo_uri,
-            Description="MongoDB URI of dynamo2mongo's forward-sync Lambda function (written by its deploy task)",
-        )
-        return {"arn": created["ARN"], "created": True, "updated": False}
-    if current.get("SecretString") == mongo_uri:
-        return {"arn": current["ARN"], "created": False, "updated": False}
-    secretsmanager.put_secret_value(SecretId=current["ARN"], SecretString=mongo_uri)
-    return {"arn": current["ARN"], "created": False, "updated": True}
+    """Create the secret, or store a new version when the URI differs; returns its ARN and what changed."""
+    return ensure_secret(
+        secretsmanager,
+        secret_id,
+        mongo_uri,
+        description="MongoDB URI of dynamo2mongo's forward-sync Lambda function (written by its deploy task)",
+        purpose="the forward-sync function",
+        setting="forward_lambda.mongo_secret_id",
+        fail=LambdaDeployError,
+    )
 
 
 # ---- the function ------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
 from dynamo2mongo.config import TableConfig
+from dynamo2mongo.mongo_tls import tls_problem
 from dynamo2mongo.stream import REQUIRED_VIEW
 from dynamo2mongo.table import TableDescription, describe_table
 
@@ -87,6 +88,10 @@ def check_source(config: TableConfig, dynamodb: Any, s3: Any, report: PreflightR
 
 
 def check_mongo(config: TableConfig, client: MongoClient, report: PreflightReport) -> None:
+    problem = tls_problem(client, config)
+    if problem:
+        report.problems.append(problem)
+        return
     try:
         client.admin.command("ping")
     except PyMongoError as error:

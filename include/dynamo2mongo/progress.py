@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 
 class Progress:
-    """Call ``advance(n)`` as work is done; a line is logged at most every ``every`` seconds."""
+    """Call ``advance(n)`` as work is done (from any thread); a line is logged at most every ``every`` seconds."""
 
     def __init__(self, logger: logging.Logger, what: str, total: int | None = None, every: float = 10.0):
         self.logger = logger
@@ -17,12 +18,16 @@ class Progress:
         self.done = 0
         self.started = time.monotonic()
         self._last = self.started
+        self._lock = threading.Lock()
 
     def advance(self, count: int = 1) -> None:
-        self.done += count
-        now = time.monotonic()
-        if now - self._last >= self.every:
-            self._last = now
+        with self._lock:
+            self.done += count
+            now = time.monotonic()
+            due = now - self._last >= self.every
+            if due:
+                self._last = now
+        if due:
             self.logger.info("%s", self.line(now))
 
     def rate(self, now: float | None = None) -> float:

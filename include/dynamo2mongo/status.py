@@ -14,38 +14,12 @@ from typing import Any
 from pymongo import MongoClient
 from pymongo.database import Database
 
-from dynamo2mongo.checkpoints import aware, read_heartbeat
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.echo import CONFLICTS
-from dynamo2mongo.lag import LagReport, relay_lag
+from dynamo2mongo.lag import LagReport, backward_relay_lag, relay_lag
 from dynamo2mongo.plan import next_action
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.verify import latest_report
-
-
-def _age(at: dt.datetime, moment: Any) -> float | None:
-    moment = aware(moment) if isinstance(moment, dt.datetime) else None
-    return None if moment is None else max(0.0, (at - moment).total_seconds())
-
-
-def backward_relay_lag(meta: Database, table: TableConfig, at: dt.datetime) -> LagReport:
-    """The backward relay's lag: how long ago it last read everything the change stream had."""
-    beat = read_heartbeat(meta, table.name, "backward")
-    if beat is None:
-        return LagReport(None, "the backward relay has not started (no heartbeat)")
-    status = beat.get("status")
-    beat_age = _age(at, beat.get("beat_at")) or 0.0
-    facts = {"relay_status": status, "heartbeat_age_seconds": round(beat_age, 1), "host": beat.get("host")}
-    if status == "failed":
-        return LagReport(None, f"the backward relay failed: {beat.get('error')}", fatal=beat.get("error"), facts=facts)
-    if status != "applying":
-        return LagReport(None, f"the backward relay is {status}", facts=facts)
-    lag = _age(at, beat.get("caught_up_at"))
-    if beat_age > table.sync.heartbeat_timeout_seconds:
-        return LagReport(max(lag or 0.0, beat_age), f"the backward relay's heartbeat is {beat_age:.0f} s old", facts=facts)
-    if lag is None:
-        return LagReport(None, "the backward relay has not reached the change stream's end yet", facts=facts)
-    return LagReport(lag, f"{lag:.1f} s behind", facts=facts)
 
 
 def _forward(meta: Database, table: TableConfig, migration: dict[str, Any], at: dt.datetime) -> LagReport:
@@ -73,7 +47,7 @@ def table_status(client: MongoClient, configuration: Configuration, table: Table
     migration = StateStore(meta, table.name).migration()
     forward = _forward(meta, table, migration, at)
     backward = (
-        backward_relay_lag(meta, table, at)
+        backward_relay_lag(meta, table.name, table.sync.heartbeat_timeout_seconds, at)
         if table.sync.backward == "relay"
         else LagReport(None, "dms: see the replication task in the AWS DMS console")
     )

@@ -256,26 +256,35 @@ def verify(
     rng = random.Random(seed)
     total = max(segments, 100) if sampled else segments
     chosen = sorted(rng.sample(range(total), max(1, round(total * sample_fraction)))) if sampled else list(range(total))
-    progress = Progress(log, f"verify {table}: DynamoDB items compared")
+    # The collection's count stands in for the table's (DescribeTable's ItemCount can be 6 h old): it
+    # only feeds the ETA.
+    documents = collection.estimated_document_count()
+    progress = Progress(log, f"verify {table}: DynamoDB items compared", round(documents * len(chosen) / total))
     with concurrent.futures.ThreadPoolExecutor(min(segments, len(chosen))) as pool:
         for future in [
             pool.submit(_scan_segment, dynamodb, table, s, total, key_attrs, collection, rec, progress) for s in chosen
         ]:
             future.result()
     projection = {"_id": 1}
+    progress.finish()
     if sampled:
-        size = max(1, round(collection.estimated_document_count() * sample_fraction))
+        size = max(1, round(documents * sample_fraction))
         cursor = collection.aggregate([{"$sample": {"size": size}}, {"$project": projection}])
     else:
+        size = documents
         cursor = collection.find({}, projection)
+    lookups = Progress(log, f"verify {table}: MongoDB documents looked up in DynamoDB", size)
     batch: list[dict[str, Any]] = []
     for document in cursor:
         batch.append(document)
         if len(batch) == _LOOKUP_BATCH:
             _lookup_extra(dynamodb, table, key_attrs, batch, rec)
+            lookups.advance(len(batch))
             batch = []
     if batch:
         _lookup_extra(dynamodb, table, key_attrs, batch, rec)
+        lookups.advance(len(batch))
+    lookups.finish()
     report.seconds = time.monotonic() - started
     return report
 

@@ -21,6 +21,7 @@ from dynamo2mongo.export.request import ExportError
 from dynamo2mongo.indexes import IndexBuildFailed, IndexConflict, IndexPlanError
 from dynamo2mongo.lambda_engine import LambdaDeployError
 from dynamo2mongo.load import ImportFailed
+from dynamo2mongo.mongo_tls import TlsRequired, require_tls
 from dynamo2mongo.operations import OperationRefused
 from dynamo2mongo.preflight import PreflightFailed
 from dynamo2mongo.reconcile import ReconcileFailed
@@ -39,6 +40,7 @@ PARAM_OVERRIDES = {
 # StreamEnded never reach a task: the relay sensors turn a failed relay's heartbeat into a failure.)
 PERMANENT_ERRORS = (
     ConfigError,
+    TlsRequired,
     PreflightFailed,
     StreamError,
     ExportError,
@@ -146,7 +148,7 @@ class TableOperator(BaseOperator):
 
     def mongo(self, config: TableConfig) -> Any:
         if self._mongo is None:
-            self._mongo = MongoHook(mongo_conn_id=config.mongo_conn_id).get_conn()
+            self._mongo = require_tls(MongoHook(mongo_conn_id=config.mongo_conn_id).get_conn(), config)
         return self._mongo
 
     def state(self, config: TableConfig) -> StateStore:

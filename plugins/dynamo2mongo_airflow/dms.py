@@ -15,7 +15,6 @@ Manager secret the source endpoint names; logs and XCom carry ARNs and identifie
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
@@ -26,7 +25,8 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo import dms_engine
-from dynamo2mongo.config import TableConfig
+from dynamo2mongo.config import DmsConfig, TableConfig
+from dynamo2mongo.mongo_tls import TlsRequired
 from dynamo2mongo.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
@@ -34,17 +34,23 @@ STATE_KEY = "backward_dms"
 
 
 class _DmsTableOperator(TableOperator):
-    """What the DMS operators share: the DMS client of the table's AWS connection and the settings."""
+    """What the DMS operators share: the DMS client of the table's AWS connection, the settings, and the
+    report of a control task."""
 
     @staticmethod
     def dms(config: TableConfig) -> Any:
         return DmsHook(aws_conn_id=config.aws_conn_id, region_name=config.region).conn
 
-    def settings(self, config: TableConfig, dms: Any) -> dms_engine.DmsSettings:
-        settings = dms_engine.DmsSettings(**dataclasses.asdict(config.dms))
+    def settings(self, config: TableConfig, dms: Any) -> DmsConfig:
         if config.environment == "sandbox":
-            settings = dms_engine.sandbox_settings(dms, self.aws(config, "iam"), settings)
-        return settings
+            return dms_engine.sandbox_settings(dms, self.aws(config, "iam"), config.dms)
+        return config.dms
+
+    def report(self, dms: Any, settings: DmsConfig, config: TableConfig, outcome: str, **facts: Any) -> dict[str, Any]:
+        """Log what a control task did and the task's status now; returns the task ARN and ``facts`` for XCom."""
+        status = dms_engine.task_status(dms, settings, config)
+        self.log.info("backward-sync task %s of %s: %s, now %s", status.identifier, config.name, outcome, status.status)
+        return {"task_arn": status.arn, **facts}
 
     def execute(self, context: Context) -> Any:
         try:
@@ -114,7 +120,13 @@ class DeployDmsBackwardOperator(_DmsTableOperator):
     def _mongo_source(config: TableConfig) -> dms_engine.MongoSource:
         # The client options the provider's hook would pass to MongoClient (tls, authSource...) count too.
         hook = MongoHook(mongo_conn_id=config.mongo_conn_id)
-        return dms_engine.mongo_source(hook.uri, dict(hook.extras), config.name)
+        source = dms_engine.mongo_source(hook.uri, dict(hook.extras), config.name)
+        if config.tls_required and not source.tls:
+            raise TlsRequired(f"table {config.name!r}: the DMS source endpoint for connection "
+                              f"{config.mongo_conn_id!r} would read MongoDB without TLS, which the "
+                              f"{config.environment} environment requires: set {{\"tls\": true}} in the "
+                              f"connection's extras, or mongo_tls: optional for this table")
+        return source
 
 
 class StartDmsBackwardOperator(_DmsTableOperator):
@@ -130,9 +142,7 @@ class StartDmsBackwardOperator(_DmsTableOperator):
         dms = self.dms(config)
         settings = self.settings(config, dms)
         start_type = dms_engine.start_task(dms, settings, config, wait=False)
-        status = dms_engine.task_status(dms, settings, config)
-        self.log.info("backward-sync task %s of %s: %s, now %s", status.identifier, config.name, start_type or "already running", status.status)
-        return {"task_arn": status.arn, "start_type": start_type}
+        return self.report(dms, settings, config, start_type or "already running", start_type=start_type)
 
 
 class ResumeDmsBackwardOperator(_DmsTableOperator):
@@ -147,9 +157,7 @@ class ResumeDmsBackwardOperator(_DmsTableOperator):
         dms = self.dms(config)
         settings = self.settings(config, dms)
         resumed = dms_engine.resume_task(dms, settings, config, wait=False)
-        status = dms_engine.task_status(dms, settings, config)
-        self.log.info("backward-sync task %s of %s: %s, now %s", status.identifier, config.name, "resumed" if resumed else "already running", status.status)
-        return {"task_arn": status.arn, "resumed": resumed}
+        return self.report(dms, settings, config, "resumed" if resumed else "already running", resumed=resumed)
 
 
 class StopDmsBackwardOperator(_DmsTableOperator):
@@ -164,9 +172,7 @@ class StopDmsBackwardOperator(_DmsTableOperator):
         dms = self.dms(config)
         settings = self.settings(config, dms)
         stopped = dms_engine.stop_task(dms, settings, config)
-        status = dms_engine.task_status(dms, settings, config)
-        self.log.info("backward-sync task %s of %s: %s, now %s", status.identifier, config.name, "stopped" if stopped else "was not running", status.status)
-        return {"task_arn": status.arn, "stopped": stopped}
+        return self.report(dms, settings, config, "stopped" if stopped else "was not running", stopped=stopped)
 
 
 class DmsTaskRunningTrigger(AwsBaseWaiterTrigger):

@@ -13,6 +13,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from dynamo2mongo import forward, lambda_engine
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import EchoLedger
+from dynamo2mongo.mongo_tls import require_tls_uri
 from dynamo2mongo.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
@@ -118,4 +119,4 @@ class DeployForwardLambdaOperator(TableOperator):
         options = dict(hook.extras)
         if hook.allow_insecure:
             options["tlsAllowInvalidCertificates"] = True
-        return lambda_engine.mongo_uri_with_options(hook.uri, options)
+        return require_tls_uri(lambda_engine.mongo_uri_with_options(hook.uri, options), config)

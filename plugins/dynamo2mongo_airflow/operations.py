@@ -6,7 +6,6 @@ refuse an operation which would lose data live in the domain.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from typing import Any
 
@@ -76,7 +75,7 @@ class MigrationOperationOperator(TableOperator):
 
     def _dms_switches(self, config: TableConfig) -> Switches:
         dms = DmsHook(aws_conn_id=config.aws_conn_id, region_name=config.region).conn
-        settings = dms_engine.DmsSettings(**dataclasses.asdict(config.dms))
+        settings = config.dms
         if config.environment == "sandbox":
             settings = dms_engine.sandbox_settings(dms, self.aws(config, "iam"), settings)
         return Switches(

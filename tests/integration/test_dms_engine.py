@@ -9,6 +9,7 @@ so the start type sent is read from the request itself.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import pytest
 from botocore.stub import ANY, Stubber
 
 from dynamo2mongo import dms_engine
-from dynamo2mongo.config import ExportConfig, TableConfig
+from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def clients(aws_env, aws_endpoint):
 @pytest.fixture(scope="module")
 def settings(clients):
     return dms_engine.sandbox_settings(
-        clients["dms"], clients["iam"], dms_engine.DmsSettings(poll_seconds=1, max_wait_seconds=20)
+        clients["dms"], clients["iam"], DmsConfig(poll_seconds=1, max_wait_seconds=20)
     )
 
 
@@ -116,6 +117,21 @@ def test_new_credentials_store_a_new_secret_version_and_ask_for_a_new_test(clien
     assert json.loads(secret["SecretString"])["password"] == "second-pass"
 
 
+def test_the_same_credentials_laid_out_otherwise_are_no_new_version(clients):
+    # As a secret written with the console or the CLI would be.
+    secretsmanager, secret_id = clients["secretsmanager"], f"itest/{uuid.uuid4().hex[:8]}"
+    secretsmanager.create_secret(Name=secret_id, SecretString=json.dumps(json.loads(SOURCE.secret_string()), indent=2))
+    result = dms_engine.ensure_source_secret(secretsmanager, secret_id, SOURCE.secret_string(), "orders")
+    assert (result["created"], result["updated"]) == (False, False)
+    assert len(secretsmanager.list_secret_version_ids(SecretId=secret_id)["Versions"]) == 1
+
+
+def test_a_missing_secret_named_by_arn_names_the_key_to_set(clients):
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dynamo2mongo/orders/absent-AbCdEf"
+    with pytest.raises(dms_engine.DmsError, match=r"table 'orders': secret .*absent.* does not exist.*dms.source_secret_id"):
+        dms_engine.ensure_source_secret(clients["secretsmanager"], arn, SOURCE.secret_string(), "orders")
+
+
 def test_start_stop_resume(clients, settings):
     config = _config()
     dms = clients["dms"]
@@ -151,14 +167,14 @@ def test_a_task_on_another_instance_is_not_silently_reused(clients, settings):
     other = clients["dms"].create_replication_instance(
         ReplicationInstanceIdentifier=f"other-{uuid.uuid4().hex[:8]}", ReplicationInstanceClass="dms.t3.micro"
     )["ReplicationInstance"]["ReplicationInstanceArn"]
-    moved = dms_engine.DmsSettings(**{**settings.__dict__, "replication_instance_arn": other})
+    moved = dataclasses.replace(settings, replication_instance_arn=other)
     with pytest.raises(dms_engine.DmsError, match=r"uses another ReplicationInstanceArn.*move-replication-task"):
         _deploy(clients, moved, config)
 
 
 def test_missing_roles_are_named_with_the_key_to_set(clients):
     with pytest.raises(dms_engine.DmsError, match=r"table '.*': 'dms.target_role_arn' is not set"):
-        dms_engine.ensure_target_endpoint(clients["dms"], dms_engine.DmsSettings(), _config())
+        dms_engine.ensure_target_endpoint(clients["dms"], DmsConfig(), _config())
 
 
 # ---- what moto cannot do: the requests, checked with Stubber -----------------------------------
@@ -174,7 +190,7 @@ def stubbed():
         stubber.assert_no_pending_responses()
 
 
-STUB_SETTINGS = dms_engine.DmsSettings(
+STUB_SETTINGS = DmsConfig(
     replication_instance_arn="arn:aws:dms:us-east-1:123456789012:rep:INSTANCE",
     secrets_access_role_arn="arn:aws:iam::123456789012:role/dms-secrets",
     target_role_arn="arn:aws:iam::123456789012:role/dms-dynamodb",

@@ -186,6 +186,12 @@ def test_mongo_secret_is_written_once_and_updated_only_on_change(secretsmanager,
     assert mongo_uri not in json.dumps([first, again, changed])
 
 
+def test_a_missing_mongo_secret_named_by_arn_names_the_key_to_set(secretsmanager, mongo_uri):
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dynamo2mongo/orders/absent-AbCdEf"
+    with pytest.raises(lambda_engine.LambdaDeployError, match=r"absent.* does not exist.*forward_lambda.mongo_secret_id"):
+        lambda_engine.ensure_mongo_secret(secretsmanager, arn, mongo_uri)
+
+
 def test_mongo_uri_carries_the_connection_options():
     assert lambda_engine.mongo_uri_with_options("mongodb://h:1", {}) == "mongodb://h:1"
     assert (

@@ -33,6 +33,7 @@ from dynamo2mongo.config import parse_document
 from dynamo2mongo.export import manifest
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.main import airflow_env
+from notify_targets import SnsQueue
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +133,7 @@ class Plan:
 def plan(tmp_path_factory, aws_endpoint, mongo_uri, aws_env):
     work = tmp_path_factory.mktemp("planrun")
     suffix = uuid.uuid4().hex[:8]
+    sns = SnsQueue(boto3.session.Session(), aws_endpoint)
     document = {
         "defaults": {
             "database": "planrun",
@@ -145,6 +147,9 @@ def plan(tmp_path_factory, aws_endpoint, mongo_uri, aws_env):
                         "full_load_deadline_hours": None},
         },
         "pools": {"exports": 1, "imports": 2},
+        # Failures of plan_b's tasks are published to a topic the test reads through an SQS queue.
+        "monitor": {"notify": [{"kind": "sns", "topic_arn": sns.topic_arn, "region": "us-east-1",
+                                "events": ["failure"], "tables": ["plan_b"]}]},
         "plan": {"waves": [["plan_a"], ["plan_b"], {"tables": ["plan_c"], "start_after": "forward_caught_up"}]},
         "tables": [
             {"name": name, "source_table": f"plan-{name[-1]}-{suffix}", "collection": f"{name}_{suffix}"}
@@ -182,6 +187,7 @@ def plan(tmp_path_factory, aws_endpoint, mongo_uri, aws_env):
                 stderr=(work / f"relay-{name}-{direction}.log").open("w"),
             )
     state = Plan(work, env, document, mongo_uri, s3, dynamodb)
+    state.sns = sns
     yield state
     for (name, direction), relay in relays.items():
         relay.send_signal(signal.SIGTERM)
@@ -260,6 +266,10 @@ def test_a_file_failed_mid_way_is_cleared_and_the_run_ends_like_an_undisturbed_o
     assert failed.returncode != 0, "the run should fail while a data file is missing"
     files = {f["data_key"]: f for f in plan.meta("plan_b").files.find({"table": "plan_b"})}
     assert files[revoked["key"]]["convert_status"] == "failed"
+    notices = plan.sns.receive(expect=1)
+    assert notices, "the failed task's notification never reached the SNS topic"
+    assert notices[0]["Subject"].startswith("dynamo2mongo dynamo2mongo__plan_b: load_file.convert")
+    assert "failed in run" in notices[0]["Message"] and "/tasks/load_file.convert" in notices[0]["Message"]
     done_before = plan.converted("plan_b")
     assert done_before and revoked["key"] not in done_before, "the other files were converted before the fault"
     assert plan.migration("plan_b")["phase"] == "exported"

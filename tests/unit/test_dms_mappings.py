@@ -6,7 +6,7 @@ import re
 import pytest
 
 from dynamo2mongo import dms_engine
-from dynamo2mongo.config import ExportConfig, TableConfig
+from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
 from dynamo2mongo.keys import key_fields
 
 CONFIG = TableConfig(name="orders", source_table="Orders", database="shop", collection="orders", export=ExportConfig(s3_bucket="b"))
@@ -113,7 +113,7 @@ def test_task_settings_never_touch_the_target_table_and_log():
 @pytest.mark.parametrize("name", ["orders", "orders_v2.eu", "9lives", "a--b", "x" * 300])
 def test_identifiers_are_valid_and_distinct(name):
     config = TableConfig(name=name, source_table="Orders", database="shop", collection="o", export=ExportConfig(s3_bucket="b"))
-    settings = dms_engine.DmsSettings()
+    settings = DmsConfig()
     ids = {role: dms_engine.identifier(settings, config, role) for role in ("mongodb-source", "dynamodb-target", "backward")}
     for value in ids.values():
         assert IDENTIFIER.match(value) and len(value) <= 255, value
@@ -123,7 +123,7 @@ def test_identifiers_are_valid_and_distinct(name):
 def test_names_that_clean_up_alike_stay_apart():
     def task_id(name):
         config = TableConfig(name=name, source_table="Orders", database="shop", collection="o", export=ExportConfig(s3_bucket="b"))
-        return dms_engine.identifier(dms_engine.DmsSettings(), config, "backward")
+        return dms_engine.identifier(DmsConfig(), config, "backward")
 
     assert task_id("orders") == "dynamo2mongo-orders-backward"
     assert task_id("a_b") != task_id("a.b")

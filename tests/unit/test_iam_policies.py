@@ -37,7 +37,7 @@ import pytest
 from botocore import xform_name
 
 from dynamo2mongo import dms_engine, lambda_engine, preflight
-from dynamo2mongo.config import ExportConfig, TableConfig
+from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 IAM = ROOT / "docs" / "iam"
@@ -79,6 +79,8 @@ HOOK_SERVICES = {"DmsHook": "dms", "DynamoDBClientHook": "dynamodb"}
 # whose inherited methods do (DmsTaskBaseSensor.poke reads the task's status).
 PROVIDER_METHODS = {"get_task_description": ("dms", "DescribeReplicationTasks")}
 PROVIDER_BASES = {"DmsTaskBaseSensor": ("dms", "DescribeReplicationTasks")}
+# Provider classes that call AWS once built and called (the SNS notifier publishes to its topic).
+PROVIDER_CLASSES = {"SnsNotifier": ("sns", "Publish")}
 # boto3's managed transfers (not in botocore's model): the operations they may send.
 S3_TRANSFERS = {
     "upload_file": (
@@ -128,7 +130,7 @@ UNSCOPED = {
 }
 # The execution role docs/security.md tells to create for the forward-sync function.
 LAMBDA_ROLE = "dynamo2mongo-forward-${Name}"
-PLACEHOLDERS = {"${Region}", "${Account}", "${Table}", "${Bucket}", "${Prefix}", "${Name}"}
+PLACEHOLDERS = {"${Region}", "${Account}", "${Table}", "${Bucket}", "${Prefix}", "${Name}", "${NotificationTopic}"}
 
 
 @dataclass(frozen=True)
@@ -377,6 +379,9 @@ class Codebase:
                 waiter_model = getattr(importlib.import_module(module.name), model.id)
                 record(Call(where, service, waiter_model.get_waiter(_literal(name)).operation))
                 continue
+            if isinstance(func, ast.Name) and func.id in PROVIDER_CLASSES:
+                record(Call(where, *PROVIDER_CLASSES[func.id]))
+                continue
             if not isinstance(func, ast.Attribute):
                 continue
             method, service = func.attr, self._service(func.value, local)
@@ -580,7 +585,7 @@ def test_resources_are_the_ones_the_code_names():
     dms = load("dms-policy.json")
     dms_secret = (
         "arn:aws:secretsmanager:${Region}:${Account}:secret:"
-        f"{dms_engine.source_secret_id(dms_engine.DmsSettings(), config)}-abcdef"
+        f"{dms_engine.source_secret_id(DmsConfig(), config)}-abcdef"
     )
     secrets_role = dms["SecretsAccessRole"]["PolicyDocument"]
     assert any(fnmatch.fnmatchcase(dms_secret, p) for p in resources_for(secrets_role, "secretsmanager:GetSecretValue"))

@@ -23,6 +23,8 @@ from dynamo2mongo import backward
 from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import TO_MONGODB, EchoLedger
+from dynamo2mongo.lag import backward_relay_lag
+from dynamo2mongo.lag_history import LagSampler
 from dynamo2mongo.relay.forward import RelayError
 from dynamo2mongo.state import PauseFlag, StateStore
 
@@ -53,6 +55,8 @@ class BackwardRelay:
         self.checkpoints = CheckpointStore(self.meta, config.name, DIRECTION)
         self.forward_checkpoints = CheckpointStore(self.meta, config.name, "forward")
         self.heartbeat = Heartbeat(self.meta, config.name, DIRECTION)
+        self.lag_sampler = LagSampler(self.meta, config.name, DIRECTION, lambda at: backward_relay_lag(
+            self.meta, config.name, config.sync.heartbeat_timeout_seconds, at))
         self.ledger = EchoLedger(self.meta, config.name)
         self.batch_max = batch_max
         self.batch_seconds = batch_seconds
@@ -159,6 +163,7 @@ class BackwardRelay:
                             self.caught_up_at = asked_at
                             self.checkpoints.save(POSITION, caught_up_at=asked_at)
                         self.heartbeat.beat("applying", caught_up_at=self.caught_up_at, **self._facts())
+                        self.lag_sampler.maybe_record()
                         backoff = self.poll_seconds
             except (BotoCoreError, ClientError, PyMongoError) as error:
                 # Network blips, throttling and elections heal; the stream reopens at the checkpoint.

@@ -33,6 +33,8 @@ from dynamo2mongo import forward
 from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import EchoLedger
+from dynamo2mongo.lag import relay_lag
+from dynamo2mongo.lag_history import LagSampler
 from dynamo2mongo.mongo_caps import plans_compound_filters
 from dynamo2mongo.state import PauseFlag, StateStore
 
@@ -91,6 +93,9 @@ class ForwardRelay:
         self.state = StateStore(self.meta, config.name)
         self.checkpoints = CheckpointStore(self.meta, config.name, DIRECTION)
         self.heartbeat = Heartbeat(self.meta, config.name, DIRECTION)
+        self.lag_sampler = LagSampler(self.meta, config.name, DIRECTION, lambda at: relay_lag(
+            self.meta, config.name, self.stream_arn, config.sync.heartbeat_timeout_seconds,
+            config.sync.retention_alarm_hours, at))
         self.poll_seconds = poll_seconds
         self.shard_refresh_seconds = shard_refresh_seconds
         self.stop = stop or threading.Event()
@@ -287,6 +292,7 @@ class ForwardRelay:
                     continue
                 read = self.step()
                 self.heartbeat.beat("applying", **self._facts())
+                self.lag_sampler.maybe_record()
             except (BotoCoreError, ClientError, PyMongoError) as error:
                 # Throttling, a network blip or a primary stepping down heal by themselves; every
                 # shard restarts from its last applied record, so nothing is skipped.

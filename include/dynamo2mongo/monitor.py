@@ -1,0 +1,131 @@
+"""The monitor: every table's lag sampled for the dashboard, and lag breaches turned into alerts.
+
+A breach is a direction whose lag stays above ``on_call.lag_alert_seconds``, or whose relay, Lambda
+mapping or retention check reports a failure. Each breach alerts once when it starts and once when
+it ends: the state lives in the table's migration document (``lag_alerts.<direction>``). The caller
+``commit``s an alert once it was sent, so an alert that could not be sent is raised again by the next
+run (at least once), and one that was sent is not repeated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import MongoClient
+from pymongo.database import Database
+
+from dynamo2mongo import lag_history
+from dynamo2mongo.checkpoints import aware
+from dynamo2mongo.config import Configuration, TableConfig
+from dynamo2mongo.lag import LagReport
+from dynamo2mongo.state import StateStore
+from dynamo2mongo.status import table_status
+
+DIRECTIONS = ("forward", "backward")
+# Phases in which the forward relay or function is expected to apply changes. Before the full load
+# it only waits; after ``finished`` nothing syncs any more.
+SYNCING_PHASES = frozenset({"exported", "full_load_done", "full_load_mismatch", "forward_caught_up", "cut_over",
+                            "rolled_back"})
+
+
+@dataclass(frozen=True)
+class Alert:
+    event: str  # lag_breach or lag_recovered
+    table: str
+    direction: str
+    subject: str
+    message: str
+    lag_seconds: float | None
+    # What ``commit`` writes to the migration document once the alert was sent.
+    update: dict[str, Any]
+    metadata_database: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"event": self.event, "table": self.table, "direction": self.direction, "subject": self.subject,
+                "message": self.message, "lag_seconds": self.lag_seconds}
+
+
+def _breach(table: TableConfig, direction: str, report: dict[str, Any], migration: dict[str, Any]) -> str | None:
+    """Why this direction is in breach now; None when it is not (or cannot be judged yet)."""
+    if report.get("fatal"):
+        return str(report["fatal"])
+    if direction == "forward" and not migration.get("forward_caught_up_at"):
+        # Until the lag sensor first passed, a large lag is the initial catch-up, not an incident:
+        # the sensor and the full-load deadline watch that stretch.
+        return None
+    lag = report.get("lag_seconds")
+    threshold = table.on_call.lag_alert_seconds
+    if lag is not None and lag > threshold:
+        return f"{direction} lag {lag:.0f} s is above {threshold} s: {report.get('detail')}"
+    return None
+
+
+def _judged(report: dict[str, Any]) -> bool:
+    """A report with no lag and no failure says nothing: it neither opens nor closes a breach."""
+    return report.get("fatal") is not None or report.get("lag_seconds") is not None
+
+
+def _transition(table: TableConfig, direction: str, reason: str | None, report: dict[str, Any],
+                open_breach: dict[str, Any] | None, at: dt.datetime) -> Alert | None:
+    lag = report.get("lag_seconds")
+    if reason is not None and open_breach is None:
+        return Alert("lag_breach", table.name, direction,
+                     f"dynamo2mongo {table.name}: {direction} sync lag breach",
+                     f"{table.name} ({table.source_table} -> {table.database}.{table.collection}): {reason}. "
+                     f"See the runbook's lag section; `dynamo2mongo status` shows both directions.", lag,
+                     {f"lag_alerts.{direction}": {"since": at, "reason": reason}}, table.metadata_database)
+    if reason is None and open_breach is not None and _judged(report):
+        since = aware(open_breach.get("since"))
+        lasted = (at - since).total_seconds() if since is not None else None
+        how_long = f" after {lasted / 60:.0f} min" if lasted is not None else ""
+        return Alert("lag_recovered", table.name, direction,
+                     f"dynamo2mongo {table.name}: {direction} sync lag recovered",
+                     f"{table.name}: {direction} lag is back to {lag:.1f} s{how_long} "
+                     f"(was: {open_breach.get('reason')}).", lag,
+                     {f"lag_alerts.{direction}": None}, table.metadata_database)
+    return None
+
+
+def commit(client: MongoClient, alert: Alert) -> None:
+    """Record that ``alert`` was sent: the breach is open (or closed) from now on."""
+    StateStore(client[alert.metadata_database], alert.table).update_migration(**alert.update)
+
+
+def check_table(client: MongoClient, configuration: Configuration, table: TableConfig,
+                at: dt.datetime) -> tuple[dict[str, Any], list[Alert]]:
+    """Sample one table's lag and return its status row with the alerts it raises or ends."""
+    meta: Database = client[table.metadata_database]
+    row = table_status(client, configuration, table, at)
+    migration = StateStore(meta, table.name).migration()
+    if migration.get("phase") not in SYNCING_PHASES:
+        return row, []
+    alerts = []
+    open_breaches = migration.get("lag_alerts") or {}
+    for direction in DIRECTIONS:
+        report = row[direction]
+        lag_history.record(meta, table.name, direction,
+                           LagReport(report.get("lag_seconds"), report.get("detail") or "", report.get("fatal")),
+                           "monitor", at)
+        reason = _breach(table, direction, report, migration)
+        alert = _transition(table, direction, reason, report, open_breaches.get(direction), at)
+        if alert is not None:
+            alerts.append(alert)
+    return row, alerts
+
+
+def check(client_for: Callable[[TableConfig], MongoClient], configuration: Configuration,
+          at: dt.datetime | None = None) -> list[Alert]:
+    """One monitor pass over every configured table (``client_for`` gives the client of its metadata)."""
+    at = at or dt.datetime.now(dt.timezone.utc)
+    alerts: list[Alert] = []
+    prepared: set[tuple[int, str]] = set()
+    for table in configuration.tables:
+        client = client_for(table)
+        if (id(client), table.metadata_database) not in prepared:
+            lag_history.ensure_indexes(client[table.metadata_database], configuration.monitor.history_days)
+            prepared.add((id(client), table.metadata_database))
+        alerts.extend(check_table(client, configuration, table, at)[1])
+    return alerts

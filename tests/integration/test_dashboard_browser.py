@@ -1,0 +1,200 @@
+"""The migration dashboard in headless Chromium, served by a real `airflow api-server` with the plugin.
+
+The metadata database holds what a migration leaves there (phase, per-file results, lag samples of
+both directions, a conflict, a verification report); the test opens the Airflow UI, follows the
+"Migrations" entry, reads the dashboard the way a user sees it, and keeps screenshots in
+``$D2M_ARTIFACTS`` (default ``.artifacts/``). The API refuses callers without an Airflow login.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat
+from dynamo2mongo.echo import CONFLICTS
+from dynamo2mongo.lag import LagReport
+from dynamo2mongo.lag_history import record
+from dynamo2mongo.sandbox.main import airflow_env
+from dynamo2mongo.state import FILES, StateStore
+from dynamo2mongo.verify import VERIFICATIONS
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = Path(os.environ.get("D2M_ARTIFACTS", ROOT / ".artifacts"))
+# A read-only user: the dashboard is for everyone who may read the migration DAGs.
+USERS = {"oncall": "dashboard-test-password"}
+CHROMIUM = os.environ.get("D2M_CHROMIUM", "/usr/bin/chromium")
+# As the machine's own check starts it: no sandbox as root, and no background calls to Google's hosts.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _seed(meta, name: str) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    state = StateStore(meta, name)
+    state.record_export("manual__1", {"export_id": "01700000000000-abcdef12", "item_count": 12_000})
+    state.update_migration(phase="forward_caught_up", last_run_id="manual__1", stream={"arn": "arn:stream"},
+                           forward_caught_up_at=now - dt.timedelta(hours=1),
+                           full_load={"manifest_items": 12_000, "imported": 11_998, "quarantined": 2,
+                                      "collection_count": 11_998, "files": 3, "differences": 0})
+    for number, items in enumerate((4_000, 4_000, 3_998)):
+        meta[FILES].insert_one({"table": name, "export_id": "01700000000000-abcdef12", "data_key": f"data/{number}.ion.gz",
+                                "convert_status": "done", "converted_items": items, "imported_items": items,
+                                "quarantined": 1 if number < 2 else 0})
+    for minutes in range(120, 0, -2):
+        at = now - dt.timedelta(minutes=minutes)
+        forward = 400.0 if 60 <= minutes <= 70 else 3.0 + (minutes % 7)
+        record(meta, name, "forward", LagReport(forward, "behind"), "forward relay", at)
+        record(meta, name, "backward", LagReport(None if minutes > 100 else 1.5, "waiting"), "backward relay", at)
+    Heartbeat(meta, name, "forward").beat("applying", force=True)
+    CheckpointStore(meta, name, "forward").save("shardId-1", stream="arn:stream",
+                                                caught_up_at=now - dt.timedelta(seconds=4))
+    Heartbeat(meta, name, "backward").beat("applying", force=True, caught_up_at=now)
+    meta[CONFLICTS].insert_one({"table": name, "key": {"pk": "order#17", "sk": "v1"}, "policy": "dynamodb_wins",
+                                "resolution": "dynamodb", "detail": "both sides changed", "at": now})
+    meta[VERIFICATIONS].insert_one({"_id": {"table": name, "run_id": "manual__1"}, "table": name, "run_id": "manual__1",
+                                    "at": now, "mode": "sample", "checked": 600, "differences": 0, "missing": 0,
+                                    "extra": 0, "different": 0})
+
+
+@pytest.fixture(scope="module")
+def airflow(tmp_path_factory, aws_endpoint, mongo_uri, mongo_client, aws_env):
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: scripts/bootstrap.sh installs Debian's chromium (or set D2M_CHROMIUM)")
+    work = tmp_path_factory.mktemp("dashboard")
+    suffix = uuid.uuid4().hex[:8]
+    name = f"dash_{suffix}"
+    meta_name = f"dash_meta_{suffix}"
+    document = {
+        "defaults": {"metadata_database": meta_name, "export": {"s3_bucket": "unused"}},
+        "tables": [{"name": name, "source_table": f"dash-{suffix}", "database": "dash", "collection": "orders",
+                    "on_call": {"lag_alert_seconds": 300}},
+                   {"name": f"{name}_next", "source_table": f"dash-next-{suffix}", "database": "dash",
+                    "collection": "customers"}],
+    }
+    (work / "tables.yaml").write_text(yaml.safe_dump(document))
+    _seed(mongo_client[meta_name], name)
+    from dynamo2mongo.config import parse_document
+
+    port = _free_port()
+    env = airflow_env(dict(os.environ), aws_endpoint, mongo_uri, work / "airflow",
+                      parse_document(document).tables[0])
+    passwords = work / "passwords.json"
+    passwords.write_text(json.dumps(USERS))
+    env.update({"D2M_CONFIG": str(work / "tables.yaml"),
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "oncall:viewer",
+                "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
+                "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}",
+                "AIRFLOW__API__PORT": str(port)})
+    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env, check=True, capture_output=True)
+    log = (work / "api-server.log").open("w")
+    server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
+                               str(port), "--workers", "1"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base}/api/v2/monitor/health", timeout=2)
+            break
+        except (urllib.error.URLError, ConnectionError):
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError("api-server did not start:\n" + (work / "api-server.log").read_text()[-4000:])
+            time.sleep(1)
+    yield {"base": base, "table": name, "log": work / "api-server.log"}
+    server.terminate()
+    server.wait(30)
+    mongo_client.drop_database(meta_name)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    # Playwright gives the browser a new empty profile; its own browser download is never used.
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+def test_the_api_refuses_callers_without_an_airflow_login(airflow):
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{airflow['base']}/dynamo2mongo/api/tables", timeout=10)
+    assert refused.value.code == 401
+    page = urllib.request.urlopen(f"{airflow['base']}/dynamo2mongo/", timeout=10).read().decode()
+    assert "dashboard.js" in page and airflow["table"] not in page, "the page itself carries no data"
+
+
+def test_the_dashboard_shows_each_table_in_the_airflow_ui(airflow, browser):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.goto(f"{airflow['base']}/", wait_until="networkidle")
+    page.get_by_label("Username").fill("oncall")
+    page.get_by_label("Password").fill(USERS["oncall"])
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state("networkidle")
+    link = page.get_by_role("link", name="Migrations")
+    if not link.count():
+        page.get_by_role("button", name="Browse").click()
+    page.get_by_text("Migrations", exact=True).first.click()
+    page.wait_for_url("**/plugin/dynamo2mongo")
+    frame = page.frame_locator("iframe").first
+    card = frame.locator(f"section.card[data-table='{airflow['table']}']")
+    card.wait_for(timeout=30_000)
+    page.screenshot(path=str(ARTIFACTS / "dashboard-in-airflow-ui.png"), full_page=True)
+
+    direct = context.new_page()
+    direct.on("pageerror", lambda error: problems.append(str(error)))
+    direct.goto(f"{airflow['base']}/dynamo2mongo/")
+    card = direct.locator(f"section.card[data-table='{airflow['table']}']")
+    card.wait_for(timeout=30_000)
+    direct.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    assert card.locator("[data-phase]").inner_text() == "forward_caught_up"
+    assert "dash-" in card.inner_text() and "dash.orders" in card.inner_text()
+    counts = card.locator("dl.counts").inner_text()
+    assert "12,000" in counts and "11,998" in counts and "3 / 3" in counts
+    assert card.locator(".conflict-count").inner_text() == "1"
+    assert "order#17" in card.locator("table.conflicts").inner_text()
+    assert "no differences" in card.locator("dl.verification").inner_text()
+    assert "600 (sample)" in card.locator("dl.verification").inner_text()
+    assert card.locator(".forward-lag").inner_text().endswith(" s")
+    assert card.locator(".backward-lag").inner_text().endswith(" s")
+    assert card.locator("svg.chart polyline[data-direction='forward']").count() >= 1
+    # The backward samples start with 'not measurable' stretches: a gap, then a line.
+    assert card.locator("svg.chart polyline[data-direction='backward']").count() >= 1
+    assert card.locator("svg.chart .threshold").count() == 1
+    other = direct.locator(f"section.card[data-table='{airflow['table']}_next']")
+    assert other.locator("[data-phase]").inner_text() == "not started"
+
+    direct.select_option("#hours", "1")
+    direct.wait_for_function(
+        "() => document.querySelector('#tables section.card h3:last-of-type') !== null && "
+        "[...document.querySelectorAll('h3')].some(h => h.textContent.includes('last 1 h'))")
+    direct.screenshot(path=str(ARTIFACTS / "dashboard-last-hour.png"), full_page=True)
+    assert problems == [], problems
+    for shot in ("dashboard-in-airflow-ui.png", "dashboard.png", "dashboard-last-hour.png"):
+        assert (ARTIFACTS / shot).stat().st_size > 10_000, shot
+    context.close()
