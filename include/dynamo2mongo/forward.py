@@ -34,13 +34,13 @@ from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, identity
 from dynamo2mongo.export import MalformedRecord
 from dynamo2mongo.export.ddbjson import item_from_json
+from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
 from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 log = logging.getLogger(__name__)
 
 SOURCE = "dynamodb"
 SEQ_WIDTH = 40
-DUPLICATE_KEY = 11000
 EVENTS = ("INSERT", "MODIFY", "REMOVE")
 
 
@@ -437,7 +437,11 @@ def _write(collection: Collection, operations: list[Any], planned: list[Change],
         error = errors.get(index)
         if error is None:
             continue
-        if error.get("code") == DUPLICATE_KEY:
+        if error.get("code") == DUPLICATE_KEY and (other := other_unique_index(error)) is not None:
+            # Another unique index turned the document away: skipping it would drop the change.
+            result.failed.append((change, f"unique index {other[0]} already holds {other[1]} for another "
+                                          f"document; remove the duplicate value or the index"))
+        elif error.get("code") == DUPLICATE_KEY:
             # The guarded filter found a newer document and the upsert collided with it.
             result.skipped += 1
         else:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import bson
+from bson import json_util
 from bson.raw_bson import RawBSONDocument
 from pymongo import ReplaceOne
 from pymongo.collection import Collection
@@ -19,11 +20,11 @@ from pymongo.errors import BulkWriteError
 from pymongo.write_concern import WriteConcern
 
 from dynamo2mongo import extjson
+from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
 from dynamo2mongo.progress import Progress
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
 # Once forward sync runs, a document it wrote (its mark has a sequence number; an exported item's mark
 # has none) holds a newer state than the export: an import rerun
 # must not overwrite it. With this guard the filter matches nothing, the upsert collides on _id, and
@@ -34,7 +35,6 @@ _NOT_YET_SYNCED = {"_ddb.sync.seq": {"$not": {"$gt": ""}}}
 # Batches parsed ahead of the one being written: parsing overlaps the server's work, memory stays
 # bounded.
 _BATCHES_AHEAD = 2
-
 
 class ImportFailed(RuntimeError):
     """MongoDB rejected writes for reasons other than 'already newer'; the message lists examples."""
@@ -82,9 +82,9 @@ def _flush(
         result.replaced += outcome.matched_count
     except BulkWriteError as error:
         details = error.details
-        others = [e for e in details.get("writeErrors", []) if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise _rejected(key, others, ids, len(batch)) from error
+        failure = _failure(key, details.get("writeErrors", []), ids, len(batch))
+        if failure is not None:
+            raise failure from error
         result.upserted += details.get("nUpserted", 0)
         result.replaced += details.get("nMatched", 0)
         result.kept_newer += len(details.get("writeErrors", []))
@@ -105,12 +105,28 @@ def _parsed_batches(lines: Iterable[Any], batch_size: int) -> Iterator[list[RawB
         yield batch
 
 
-def _rejected(key: str, errors: list[dict[str, Any]], ids: list[Any], size: int) -> ImportFailed:
-    sample = "; ".join(f"_id={ids[e['index']]!r}: {e.get('errmsg')}" for e in errors[:3])
-    return ImportFailed(
-        f"{key}: MongoDB rejected {len(errors)} of {size} writes in a batch ({sample}). "
-        f"Nothing is lost: the converted file is intact; fix the cause and clear this task."
-    )
+def _failure(key: str, errors: list[dict[str, Any]], ids: list[Any], size: int) -> ImportFailed | None:
+    """The error for a batch's write errors, or None when each is an ``_id`` collision."""
+    others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
+    if others:
+        sample = "; ".join(f"_id={json_util.dumps(ids[e['index']])}: {e.get('errmsg')}" for e in others[:3])
+        return ImportFailed(
+            f"{key}: MongoDB rejected {len(others)} of {size} writes in a batch ({sample}). "
+            f"Nothing is lost: the converted file is intact; fix the cause and clear this task."
+        )
+    conflicts = [(e, found) for e in errors if (found := other_unique_index(e)) is not None]
+    if conflicts:
+        sample = "; ".join(
+            f"_id={json_util.dumps(ids[e['index']])}: unique index {index}, duplicate key {duplicate}"
+            for e, (index, duplicate) in conflicts[:3]
+        )
+        return ImportFailed(
+            f"{key}: {len(conflicts)} of {size} documents in a batch collide with other documents on a "
+            f"unique index other than _id ({sample}). They were not written: an import replaces a "
+            f"document only by its own _id. Nothing is lost: the converted file is intact; remove the "
+            f"duplicate values or the unique index, then clear this task."
+        )
+    return None
 
 
 def _insert_new(collection: Collection, documents: list[RawBSONDocument], result: ImportResult, key: str) -> list[RawBSONDocument]:
@@ -125,9 +141,9 @@ def _insert_new(collection: Collection, documents: list[RawBSONDocument], result
         return []
     except BulkWriteError as error:
         errors = error.details.get("writeErrors", [])
-        others = [e for e in errors if e.get("code") != DUPLICATE_KEY]
-        if others:
-            raise _rejected(key, others, [d["_id"] for d in documents], len(documents)) from error
+        failure = _failure(key, errors, [d["_id"] for d in documents], len(documents))
+        if failure is not None:
+            raise failure from error
         # Every document without a write error was inserted (some servers misreport nInserted).
         result.upserted += len(documents) - len(errors)
         return [documents[e["index"]] for e in errors]

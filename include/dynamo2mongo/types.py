@@ -38,13 +38,26 @@ MAX_DEPTH = 100  # BSON's nesting limit; DynamoDB allows 32, so only malformed i
 _DECIMAL128_DIGITS = 34
 # DynamoDB numbers: up to 38 significant digits, magnitude 1E-130 .. 9.99..E+125.
 _DDB_DIGITS, _DDB_MIN_ADJUSTED, _DDB_MAX_ADJUSTED = 38, -130, 125
+_DDB_RANGE = "at most 38 significant digits, magnitude 1E-130 to 9.9999999999999999999999999999999999999E+125"
+# DynamoDB's number syntax, to tell why a text is refused: its digits are ASCII, where the decimal
+# module and int() also read other scripts' digits ("٣" is 3).
+_DDB_NUMBER = re.compile(r"[+-]?([0-9]*)(?:\.([0-9]*))?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+_NOT_FINITE = re.compile(r"[+-]?(?:s?nan[0-9]*|inf|infinity)", re.ASCII | re.IGNORECASE)
+# Reads a DynamoDB number exactly and traps any it cannot hold: more digits (Inexact), a larger
+# (Overflow) or a smaller magnitude (Subnormal).
+_DDB_CONTEXT = decimal.Context(
+    prec=_DDB_DIGITS,
+    Emax=_DDB_MAX_ADJUSTED,
+    Emin=_DDB_MIN_ADJUSTED,
+    traps=[decimal.InvalidOperation, decimal.Inexact, decimal.Overflow, decimal.Subnormal],
+)
 _CONTEXT = decimal.Context(prec=60, Emax=999_999, Emin=-999_999)
 _SET_HINTS = {"SS", "NS", "BS"}
 _ABSENT = object()
-# Plain ASCII number spellings, read without building a Decimal; anything else (other digits,
-# spaces, "Infinity", huge exponents) takes the decimal module's path.
+# Plain number spellings, read without building a Decimal; anything else (other digits, spaces,
+# "Infinity", huge exponents) takes the checked path, _decimal.
 _PLAIN_NUMBER = re.compile(r"([+-]?)([0-9]*)(?:\.([0-9]*))?(?:[eE]([+-]?[0-9]{1,9}))?", re.ASCII)
-_DECIMAL128_BIAS, _DECIMAL128_MAX_EXPONENT = 6176, 6111
+_DECIMAL128_BIAS = 6176
 _LOW_64 = (1 << 64) - 1
 # Attribute names repeat from item to item; their stored form is cached (bounded, for tables whose
 # names are data).
@@ -72,16 +85,42 @@ def format_path(path: tuple) -> str:
 # ---- DynamoDB -> MongoDB -------------------------------------------------------------------------
 
 
+def _shown(value: Any) -> str:
+    """``value`` for a reason, which names the value but need not hold all of a huge one."""
+    text = value if isinstance(value, str) else str(value)
+    shown, more = (text, "") if len(text) <= 80 else (text[:60], f"... ({len(text):,} characters)")
+    return (repr(shown) if isinstance(value, str) else shown) + more
+
+
+def _out_of_range(value: Any, path: tuple) -> Unrepresentable:
+    return Unrepresentable(f"{_shown(value)} is outside DynamoDB's number range ({_DDB_RANGE})", path)
+
+
 def _decimal(text: Any, path: tuple) -> decimal.Decimal:
+    """The number DynamoDB holds for ``text``; Unrepresentable for what it cannot hold."""
     if not isinstance(text, str):
         raise Unrepresentable(f"number must be a string, got {type(text).__name__}", path)
-    try:
-        value = _CONTEXT.create_decimal(text)
-    except decimal.InvalidOperation:
-        raise Unrepresentable(f"{text!r} is not a number", path) from None
-    if not value.is_finite():
-        raise Unrepresentable(f"{text!r} is not a finite number", path)
-    return value
+    # Given ASCII, create_decimal reads DynamoDB's syntax and, besides, NaN and Infinity.
+    if text.isascii():
+        try:
+            value = _DDB_CONTEXT.create_decimal(text)
+        except decimal.DecimalException:
+            value = None
+        if value is not None and value.is_finite():
+            return value
+    match = _DDB_NUMBER.fullmatch(text)
+    if match is None or not (match[1] or match[2]):
+        if _NOT_FINITE.fullmatch(text):
+            raise Unrepresentable(f"{_shown(text)} is not a finite number", path)
+        if not text.isascii():
+            raise Unrepresentable(f"{_shown(text)} is not a number: DynamoDB numbers use ASCII digits only", path)
+        raise Unrepresentable(f"{_shown(text)} is not a number", path)
+    significant = (match[1] + (match[2] or "")).strip("0")
+    if len(significant) > _DDB_DIGITS:
+        raise Unrepresentable(
+            f"{_shown(text)} has {len(significant)} significant digits; DynamoDB numbers have at most {_DDB_DIGITS}", path
+        )
+    raise _out_of_range(text, path)
 
 
 def _plain_number(text: str) -> Any:
@@ -109,7 +148,9 @@ def _plain_number(text: str) -> Any:
             integral = -integral
         if INT64_MIN <= integral <= INT64_MAX:
             return integral
-    if len(significant) > _DECIMAL128_DIGITS or not -_DECIMAL128_BIAS <= scale <= _DECIMAL128_MAX_EXPONENT:
+    # Numbers DynamoDB cannot hold go to the checked path for their reason; the others fit Decimal128's
+    # exponent range.
+    if len(significant) > _DECIMAL128_DIGITS or not _DDB_MIN_ADJUSTED <= scale + len(significant) - 1 <= _DDB_MAX_ADJUSTED:
         return None
     coefficient = int(significant)
     high = ((scale + _DECIMAL128_BIAS) << 49) | (coefficient >> 64)
@@ -120,9 +161,10 @@ def _plain_number(text: str) -> Any:
 
 def number_to_value(text: str, path: tuple, hints: list | None, doubles: bool = False) -> Any:
     """N text to int, Decimal128, float (``doubles``) or canonical string (+ an ``N`` hint)."""
-    if len(text) < 19 and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
-        return int(text)
-    if isinstance(text, str):
+    if type(text) is str:
+        # isdigit() alone also takes other scripts' digits, which int() reads ("٣") or refuses ("²").
+        if len(text) < 19 and text.isascii() and (text.isdigit() or (text[:1] == "-" and text[1:].isdigit())):
+            return int(text)
         plain = _plain_number(text)
         if plain is not None and (not doubles or type(plain) is int):
             return plain
@@ -223,7 +265,7 @@ def _map_value(inner: dict, path: tuple, hints: list, doubles: bool) -> dict:
                 document[stored] = text
                 continue
             text = value.get("N")
-            if type(text) is str and len(text) < 19 and text.isdigit():
+            if type(text) is str and len(text) < 19 and text.isascii() and text.isdigit():
                 document[stored] = int(text)
                 continue
         document[stored] = _to_value(value, (*path, stored), hints, doubles)
@@ -241,7 +283,7 @@ def _list_value(inner: list, path: tuple, hints: list, doubles: bool) -> list:
                 values.append(text)
                 continue
             text = value.get("N")
-            if type(text) is str and len(text) < 19 and text.isdigit():
+            if type(text) is str and len(text) < 19 and text.isascii() and text.isdigit():
                 values.append(int(text))
                 continue
             inner = value.get("M")
@@ -308,7 +350,7 @@ def item_to_document(
                 document[stored] = text
                 continue
             text = attr.get("N")
-            if type(text) is str and len(text) < 19 and text.isdigit():
+            if type(text) is str and len(text) < 19 and text.isascii() and text.isdigit():
                 document[stored] = int(text)
                 continue
         # Key numbers stay lossless whatever the mapping: they make up _id.
@@ -337,16 +379,17 @@ def number_text(value: decimal.Decimal | int, path: tuple) -> str:
     if isinstance(value, int):
         if -(10**_DDB_DIGITS) < value < 10**_DDB_DIGITS:
             return str(value)
-        value = _CONTEXT.create_decimal(value)
+        value = decimal.Decimal(value)
     if not value.is_finite():
         raise Unrepresentable(f"{value} is not a finite number", path)
     if value == 0:
         return "0"
-    normal = value.normalize(_CONTEXT)
-    digits = len(normal.as_tuple().digits)
-    adjusted = normal.adjusted()
-    if digits > _DDB_DIGITS or not _DDB_MIN_ADJUSTED <= adjusted <= _DDB_MAX_ADJUSTED:
-        raise Unrepresentable(f"{value} is outside DynamoDB's number range (38 digits, 1E-130..1E+126)", path)
+    # adjusted() needs no context, so a huge exponent cannot overflow it; normalizing rounds past the
+    # context's 60 digits, and the exact comparison then tells.
+    adjusted = value.adjusted()
+    normal = value.normalize(_CONTEXT) if _DDB_MIN_ADJUSTED <= adjusted <= _DDB_MAX_ADJUSTED else None
+    if normal is None or normal != value or len(normal.as_tuple().digits) > _DDB_DIGITS:
+        raise _out_of_range(value, path)
     if normal == normal.to_integral_value() and adjusted < _DDB_DIGITS:
         return str(int(normal))
     return str(normal)

@@ -248,6 +248,9 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
             started = time.monotonic()
             operations = run_operations(env, log, config, dynamodb(), client, items, workload)
             phases["cut-over, proving writes, rollback"] = time.monotonic() - started
+            started = time.monotonic()
+            _airflow(env, log, "tasks", "test", "dynamo2mongo__monitor", "monitor_lag")
+            phases["lag monitor (dashboard samples, alerts)"] = time.monotonic() - started
         finally:
             stop_writing.set()
             for direction, process in relays.items():
@@ -269,12 +272,24 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
                 f"{operations['differences']} after the cut-over and rollback"
             )
         if keep_servers:
-            print("servers kept running; press Ctrl-C to stop", flush=True)
-            try:
-                while True:
-                    time.sleep(3600)
-            except KeyboardInterrupt:
-                pass
+            serve_ui(env, work)
+
+
+def serve_ui(env: dict[str, str], work: Path, port: int = 8080) -> None:
+    """Keep the servers up with Airflow's UI and the migration dashboard, until Ctrl-C."""
+    ui_env = {**env, "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+              "AIRFLOW__API__BASE_URL": f"http://127.0.0.1:{port}"}
+    with (work / "api-server.log").open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
+                                   str(port), "--workers", "1"], env=ui_env, stdout=out, stderr=subprocess.STDOUT)
+    print(f"servers kept running. Airflow UI: http://127.0.0.1:{port}/ (Migrations: "
+          f"http://127.0.0.1:{port}/plugin/dynamo2mongo, the dashboard alone: http://127.0.0.1:{port}/dynamo2mongo/); "
+          f"log {work / 'api-server.log'}. Press Ctrl-C to stop", flush=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        server.terminate()
+        server.wait(30)
 
 
 def _wait_for(condition: Any, timeout: float, what: str) -> None:
