@@ -10,6 +10,7 @@ run (at least once), and one that was sent is not repeated.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,8 @@ from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.lag import LagReport
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.status import table_status
+
+log = logging.getLogger(__name__)
 
 DIRECTIONS = ("forward", "backward")
 # Phases in which the forward relay or function is expected to apply changes. Before the full load
@@ -94,14 +97,25 @@ def commit(client: MongoClient, alert: Alert) -> None:
     StateStore(client[alert.metadata_database], alert.table).update_migration(**alert.update)
 
 
-def check_table(client: MongoClient, configuration: Configuration, table: TableConfig,
-                at: dt.datetime) -> tuple[dict[str, Any], list[Alert]]:
+# Measures a Lambda engine's forward lag live (its mapping and CloudWatch's IteratorAge): the metadata
+# database only holds the lag sensor's last measurement.
+MeasureLambda = Callable[[TableConfig], LagReport]
+
+
+def check_table(client: MongoClient, configuration: Configuration, table: TableConfig, at: dt.datetime,
+                measure_lambda: MeasureLambda | None = None) -> tuple[dict[str, Any], list[Alert]]:
     """Sample one table's lag and return its status row with the alerts it raises or ends."""
     meta: Database = client[table.metadata_database]
     row = table_status(client, configuration, table, at)
-    migration = StateStore(meta, table.name).migration()
+    state = StateStore(meta, table.name)
+    migration = state.migration()
     if migration.get("phase") not in SYNCING_PHASES:
         return row, []
+    if table.sync.forward == "lambda" and measure_lambda is not None:
+        measured = measure_lambda(table)
+        row["forward"] = {"engine": "lambda", **measured.as_dict()}
+        # `dynamo2mongo status` and the dashboard read the Lambda engine's lag from here.
+        state.update_migration(forward_lag=measured.as_dict())
     alerts = []
     open_breaches = migration.get("lag_alerts") or {}
     for direction in DIRECTIONS:
@@ -116,16 +130,27 @@ def check_table(client: MongoClient, configuration: Configuration, table: TableC
     return row, alerts
 
 
+@dataclass
+class MonitorPass:
+    alerts: list[Alert]
+    # Tables that could not be checked, with why: one unreachable table must not silence the others.
+    errors: list[str]
+
+
 def check(client_for: Callable[[TableConfig], MongoClient], configuration: Configuration,
-          at: dt.datetime | None = None) -> list[Alert]:
+          at: dt.datetime | None = None, measure_lambda: MeasureLambda | None = None) -> MonitorPass:
     """One monitor pass over every configured table (``client_for`` gives the client of its metadata)."""
     at = at or dt.datetime.now(dt.timezone.utc)
-    alerts: list[Alert] = []
+    result = MonitorPass([], [])
     prepared: set[tuple[int, str]] = set()
     for table in configuration.tables:
-        client = client_for(table)
-        if (id(client), table.metadata_database) not in prepared:
-            lag_history.ensure_indexes(client[table.metadata_database], configuration.monitor.history_days)
-            prepared.add((id(client), table.metadata_database))
-        alerts.extend(check_table(client, configuration, table, at)[1])
-    return alerts
+        try:
+            client = client_for(table)
+            if (id(client), table.metadata_database) not in prepared:
+                lag_history.ensure_indexes(client[table.metadata_database], configuration.monitor.history_days)
+                prepared.add((id(client), table.metadata_database))
+            result.alerts.extend(check_table(client, configuration, table, at, measure_lambda)[1])
+        except Exception as error:
+            log.exception("monitor: checking %s failed", table.name)
+            result.errors.append(f"{table.name}: {type(error).__name__}: {error}")
+    return result

@@ -11,6 +11,7 @@ from dynamo2mongo.checkpoints import now
 from dynamo2mongo.config import TableConfig, load_config
 from dynamo2mongo.lag import LagReport, lambda_lag, relay_lag
 from dynamo2mongo.lambda_engine import lambda_lag_facts
+from dynamo2mongo.mongo_tls import require_tls
 from dynamo2mongo.state import StateStore
 
 
@@ -36,7 +37,7 @@ class ForwardLagProbe:
     def measure(self) -> LagReport:
         config = self.config
         if self._mongo is None:
-            self._mongo = MongoHook(mongo_conn_id=config.mongo_conn_id).get_conn()
+            self._mongo = require_tls(MongoHook(mongo_conn_id=config.mongo_conn_id).get_conn(), config)
         meta = self._mongo[config.metadata_database]
         migration = StateStore(meta, config.name).migration()
         if config.sync.forward == "lambda":

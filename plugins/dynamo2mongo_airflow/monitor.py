@@ -6,10 +6,20 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from dynamo2mongo.config import load_configuration
+from dynamo2mongo.config import TableConfig, load_configuration
+from dynamo2mongo.lag import LagReport
 from dynamo2mongo.monitor import check, commit
+from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
 from dynamo2mongo_airflow.mongo_clients import clients_by_connection
 from dynamo2mongo_airflow.notify import send
+
+
+def _measure_lambda(table: TableConfig) -> LagReport:
+    probe = ForwardLagProbe(table.name)
+    try:
+        return probe.measure()
+    finally:
+        probe.close()
 
 
 class MonitorLagOperator(BaseOperator):
@@ -17,8 +27,9 @@ class MonitorLagOperator(BaseOperator):
 
     A breach (lag above ``on_call.lag_alert_seconds``, or a failed relay, mapping or retention check)
     alerts the targets that hear ``lag_breach`` once, and those that hear ``lag_recovered`` when it
-    ends. An alert that could not be sent is raised again by the next run, and the task fails, so the
-    failure itself reaches the targets that hear failures.
+    ends. An alert that could not be sent is raised again by the next run. The task fails after the
+    pass when an alert could not be sent or a table could not be checked (the other tables are), so
+    the failure itself reaches the targets that hear failures.
     """
 
     ui_color = "#f0f4e8"
@@ -26,16 +37,17 @@ class MonitorLagOperator(BaseOperator):
     def execute(self, context: Context) -> list[dict[str, Any]]:
         configuration = load_configuration()
         with clients_by_connection() as client_for:
-            alerts = check(client_for, configuration)
-            failures = []
+            monitored = check(client_for, configuration, measure_lambda=_measure_lambda)
+            alerts = monitored.alerts
+            failures = [f"could not check {error}" for error in monitored.errors]
             for alert in alerts:
                 self.log.warning("%s: %s", alert.subject, alert.message)
                 failed = send(configuration.monitor, alert.event, alert.table, alert.subject, alert.message, context)
                 if failed:
-                    failures += failed
+                    failures += [f"could not send every notification: {f}" for f in failed]
                 else:
                     commit(client_for(configuration.table(alert.table)), alert)
         self.log.info("monitored %d table(s): %d alert(s)", len(configuration.tables), len(alerts))
         if failures:
-            raise RuntimeError("could not send every notification: " + "; ".join(failures))
+            raise RuntimeError("; ".join(failures))
         return [a.as_dict() for a in alerts]

@@ -157,3 +157,41 @@ def test_failure_notifications_render_the_task_and_keep_credentials_out(monitore
         assert "load_file.convert" in body
         for secret in ("sandbox-secret-key", SLACK_TOKEN):
             assert secret not in body
+
+
+def test_the_lambda_engine_is_measured_live_and_one_broken_table_does_not_stop_the_others(mongo_client):
+    from dynamo2mongo.config import parse_document
+    from dynamo2mongo.lag import LagReport
+    from dynamo2mongo.monitor import check
+
+    meta_name = f"monitor_meta_{uuid.uuid4().hex[:8]}"
+    tables = [{"name": name, "source_table": f"monitored-{name}", "database": "monitor_itest", "collection": name,
+               "export": {"s3_bucket": "unused"}, "metadata_database": meta_name,
+               "sync": {"forward": forward}, "on_call": {"lag_alert_seconds": 60}}
+              for name, forward in (("broken", "relay"), ("lambda_table", "lambda"))]
+    configuration = parse_document({"tables": tables})
+    meta = mongo_client[meta_name]
+    StateStore(meta, "lambda_table").update_migration(phase="forward_caught_up",
+                                                      forward_caught_up_at=dt.datetime.now(dt.timezone.utc))
+
+    def client_for(table):
+        if table.name == "broken":
+            raise ConnectionError("metadata database unreachable")
+        return mongo_client
+
+    measured = []
+
+    def measure_lambda(table):
+        measured.append(table.name)
+        return LagReport(420.0, "IteratorAge 420.0 s; last processing result: OK")
+
+    try:
+        result = check(client_for, configuration, measure_lambda=measure_lambda)
+        assert measured == ["lambda_table"]
+        assert [(a.table, a.event, a.direction) for a in result.alerts] == [("lambda_table", "lag_breach", "forward")]
+        assert result.errors == ["broken: ConnectionError: metadata database unreachable"]
+        (sample,) = meta[SAMPLES].find({"table": "lambda_table", "direction": "forward"})
+        assert sample["lag_seconds"] == 420.0
+        assert StateStore(meta, "lambda_table").migration()["forward_lag"]["lag_seconds"] == 420.0
+    finally:
+        mongo_client.drop_database(meta_name)
