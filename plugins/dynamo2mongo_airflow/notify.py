@@ -20,10 +20,12 @@ from dynamo2mongo.config import MonitorConfig, NotifyTarget
 
 log = logging.getLogger(__name__)
 
-# Rendered by the notifier for each failure, with the failed task's context.
 # SNS refuses subjects over 100 characters.
 SUBJECT_LIMIT = 100
-FAILURE_SUBJECT = "{{ ('dynamo2mongo ' ~ dag.dag_id ~ ': ' ~ ti.task_id ~ ' failed') | truncate(100, true, '...', 0) }}"
+# Rendered by the notifier for each failure, with the failed task's context.
+FAILURE_SUBJECT = (
+    "{{ ('dynamo2mongo ' ~ dag.dag_id ~ ': ' ~ ti.task_id ~ ' failed') | truncate(%d, true, '...', 0) }}" % SUBJECT_LIMIT
+)
 FAILURE_TEXT = (
     "Task {{ ti.task_id }}{% if ti.map_index is not none and ti.map_index >= 0 %}[{{ ti.map_index }}]{% endif %} "
     "of {{ dag.dag_id }} failed in run {{ run_id }} (try {{ ti.try_number }}): {{ exception }}\n"

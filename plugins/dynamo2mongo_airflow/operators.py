@@ -19,6 +19,7 @@ from dynamo2mongo.export.request import (
     completed_export,
     describe_export,
     ensure_pitr,
+    export_estimate,
     start_export,
 )
 from dynamo2mongo.load import import_file
@@ -118,10 +119,16 @@ class ExportTableOperator(TableOperator):
             self.log.info("resuming export %s of this run", info.arn)
         self.log.info("export %s of %s is %s", info.arn, config.source_table, info.status)
         if info.status != "COMPLETED":
+            migration = self.state(config).migration()
+            earlier = [e for e in (migration.get("exports") or {}).values() if e.get("export_arn") != info.arn]
+            # The size preflight read (DescribeTable, refreshed by DynamoDB about every six hours).
+            estimate = export_estimate(earlier, (migration.get("source") or {}).get("size_bytes"), info.start_time)
+            self.log.info("export %s: %s", info.arn, estimate)
             if self.deferrable:
                 self.defer(
                     trigger=ExportCompletedTrigger(
                         export_arn=info.arn,
+                        estimate=estimate,
                         waiter_delay=config.export.poll_seconds,
                         waiter_max_attempts=max(1, config.export.max_wait_seconds // config.export.poll_seconds),
                         aws_conn_id=config.aws_conn_id,

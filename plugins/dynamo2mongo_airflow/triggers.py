@@ -35,6 +35,7 @@ class ExportCompletedTrigger(AwsBaseWaiterTrigger):
     Uses the Amazon provider's ``export_table`` waiter (DescribeExport).
 
     :param export_arn: the export to wait for.
+    :param estimate: the export's size and ETA, repeated in every poll's log line.
     :param waiter_delay: seconds between DescribeExport calls.
     :param waiter_max_attempts: how many calls before giving up.
     :param aws_conn_id: the Airflow connection for AWS credentials.
@@ -46,6 +47,7 @@ class ExportCompletedTrigger(AwsBaseWaiterTrigger):
     def __init__(
         self,
         export_arn: str,
+        estimate: str = "",
         waiter_delay: int = 30,
         waiter_max_attempts: int = 720,
         aws_conn_id: str | None = "aws_default",
@@ -54,13 +56,13 @@ class ExportCompletedTrigger(AwsBaseWaiterTrigger):
         botocore_config: dict | None = None,
     ) -> None:
         super().__init__(
-            serialized_fields={"export_arn": export_arn},
+            serialized_fields={"export_arn": export_arn, "estimate": estimate},
             waiter_name="export_table",
             waiter_args={"ExportArn": export_arn},
             waiter_delay=waiter_delay,
             waiter_max_attempts=waiter_max_attempts,
             failure_message=f"DynamoDB export {export_arn} failed",
-            status_message="Export status is",
+            status_message=f"Export ({estimate}) status, items" if estimate else "Export status, items",
             status_queries=["ExportDescription.ExportStatus", "ExportDescription.ItemCount"],
             return_key="export_arn",
             return_value=export_arn,

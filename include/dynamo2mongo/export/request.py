@@ -26,6 +26,11 @@ class ExportInfo:
     prefix: str
     manifest_key: str | None
     item_count: int | None
+    # When DynamoDB started and finished the export, and the bytes it read: a later export of the
+    # same table estimates its duration from them.
+    start_time: str | None = None
+    end_time: str | None = None
+    billed_size_bytes: int | None = None
 
     @property
     def export_id(self) -> str:
@@ -42,6 +47,9 @@ class ExportInfo:
             "prefix": self.prefix,
             "manifest_key": self.manifest_key,
             "item_count": self.item_count,
+            "start_time": self.start_time,
+            "end_time": self.end_time,
+            "billed_size_bytes": self.billed_size_bytes,
         }
 
 
@@ -69,20 +77,46 @@ def ensure_pitr(dynamodb: Any, table_name: str, allow_enable: bool) -> bool:
     return True
 
 
+def _iso(moment: Any) -> str | None:
+    return moment.astimezone(dt.timezone.utc).isoformat() if isinstance(moment, dt.datetime) else moment
+
+
 def _describe(description: dict[str, Any]) -> ExportInfo:
-    export_time = description.get("ExportTime")
-    if isinstance(export_time, dt.datetime):
-        export_time = export_time.astimezone(dt.timezone.utc).isoformat()
     return ExportInfo(
         arn=description["ExportArn"],
         status=description["ExportStatus"],
         export_format=description.get("ExportFormat", "DYNAMODB_JSON"),
-        export_time=export_time,
+        export_time=_iso(description.get("ExportTime")),
         bucket=description["S3Bucket"],
         prefix=description.get("S3Prefix", ""),
         manifest_key=description.get("ExportManifest"),
         item_count=description.get("ItemCount"),
+        start_time=_iso(description.get("StartTime")),
+        end_time=_iso(description.get("EndTime")),
+        billed_size_bytes=description.get("BilledSizeBytes"),
     )
+
+
+def export_estimate(earlier: list[dict[str, Any]], table_bytes: int | None, started: str | None) -> str:
+    """When an export of ``table_bytes`` started at ``started`` should end, from the read rate of this
+    table's latest finished export. DynamoDB reports no progress for a running export: this is the
+    only ETA there is, and none is given without an earlier export to learn the rate from."""
+    rates = []
+    for export in earlier:
+        if not (export.get("start_time") and export.get("end_time") and export.get("billed_size_bytes")):
+            continue
+        took = (dt.datetime.fromisoformat(export["end_time"]) - dt.datetime.fromisoformat(export["start_time"]))
+        if took.total_seconds() > 0:
+            rates.append((export["end_time"], export["billed_size_bytes"] / took.total_seconds()))
+    if table_bytes is None:
+        return "table size unknown (no preflight facts); no ETA: DynamoDB reports no export progress"
+    size = f"{table_bytes / 2**20:,.1f} MiB as of DescribeTable"
+    if not rates or not started:
+        return f"{size}; no ETA: DynamoDB reports no export progress and this table has no earlier export to time"
+    rate = max(rates)[1]
+    eta = dt.datetime.fromisoformat(started) + dt.timedelta(seconds=table_bytes / rate)
+    return (f"{size}; ETA {eta.astimezone(dt.timezone.utc):%H:%M} UTC at the previous export's "
+            f"{rate / 2**20:,.1f} MiB/s (DynamoDB reports no export progress)")
 
 
 def start_export(
