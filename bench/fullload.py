@@ -144,14 +144,19 @@ def baseline_convert(lines: Iterator[bytes], sink: Callable[[str], Any]) -> int:
     return items
 
 
-def project_convert(export_format: str) -> Callable[[Iterator[bytes], Callable[[str], Any]], int]:
+def project_convert(export_format: str, compiled: bool = True) -> Callable[[Iterator[bytes], Callable[[str], Any]], int]:
+    """What the convert task runs: the compiled line conversion where installed (``compiled``), the
+    Python path for the lines it leaves."""
     from dynamo2mongo.convert import ConvertResult, convert_lines
     from dynamo2mongo.export.manifest import reader_for
+    from dynamo2mongo.native import line_converter
     from dynamo2mongo.sandbox.sample import KEY_ATTRS
+
+    fast_line = line_converter(export_format, KEY_ATTRS) if compiled else None
 
     def run(lines: Iterator[bytes], sink: Callable[[str], Any]) -> int:
         result = ConvertResult("bench", "bench")
-        convert_lines(lines, reader_for(export_format), KEY_ATTRS, sink, _refuse, result)
+        convert_lines(lines, reader_for(export_format), KEY_ATTRS, sink, _refuse, result, fast_line=fast_line)
         return result.items
 
     return run
@@ -387,6 +392,8 @@ def main(argv: list[str] | None = None) -> None:
         "baseline": (baseline_convert, ion_path),
         "ION": (project_convert("ION"), ion_path),
         "DYNAMODB_JSON": (project_convert("DYNAMODB_JSON"), exports["DYNAMODB_JSON"][0]),
+        "ION, Python path": (project_convert("ION", compiled=False), ion_path),
+        "DYNAMODB_JSON, Python path": (project_convert("DYNAMODB_JSON", compiled=False), exports["DYNAMODB_JSON"][0]),
     }
     timings: dict[str, list[Timing]] = {name: [] for name in candidates}
     for round_number in range(args.rounds):
@@ -411,11 +418,15 @@ def main(argv: list[str] | None = None) -> None:
         ours = f"{rate[name]:,.0f} it/s {megabytes[name]:.1f} MB/s"
         ratio = rate[name] / rate["baseline"]
         print(row(f"{name} -> canonical Extended JSON", ours, base, ratio, met(ratio, TARGETS[name])))
+    for name in FORMATS:
+        python = f"{name}, Python path"
+        ours = f"{rate[python]:,.0f} it/s {megabytes[python]:.1f} MB/s"
+        print(row(f"{name}, without the compiled conversion", ours, base, rate[python] / rate["baseline"]))
     print(row("baseline with amazon-ion's pure-Python reader", f"{pure.items / pure.cpu:,.0f} it/s", base, pure.items / pure.cpu / rate["baseline"]))
     print(f"  wall clock of the best rounds: " + ", ".join(f"{n} {t.wall:.1f}s" for n, t in best.items()))
     for name in FORMATS:
         costs = component_costs(name, exports[name][0])
-        print(f"  {name} per item: " + ", ".join(f"{part} {us:.1f} us" for part, us in costs.items()))
+        print(f"  {name} per item, Python path: " + ", ".join(f"{part} {us:.1f} us" for part, us in costs.items()))
 
     uri_context = None
     if not (args.skip_import and args.skip_memory):

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Creates .venv (Python 3.11) and installs the pinned requirements; a no-op when nothing changed.
+# Creates .venv (Python 3.11), installs the pinned requirements and builds the compiled line conversion
+# (native/, Rust: cargo fetches its locked crates from crates.io); a no-op when nothing changed.
+# D2M_NO_NATIVE=1 skips the Rust build: conversion then runs in Python, about ten times slower.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3.11}
@@ -17,4 +19,16 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r requirements.txt
   echo "$want" > "$stamp"
+fi
+if [ "${D2M_NO_NATIVE:-0}" != 1 ]; then
+  native_stamp=.venv/.native.sha256
+  native_want=$(cat native/Cargo.toml native/Cargo.lock native/pyproject.toml native/src/*.rs | sha256sum | cut -d' ' -f1)
+  if [ "$(cat "$native_stamp" 2>/dev/null)" != "$native_want" ]; then
+    command -v cargo >/dev/null 2>&1 || [ -x "$HOME/.cargo/bin/cargo" ] || {
+      echo "Rust (cargo) is needed to build native/ (https://rustup.rs); or set D2M_NO_NATIVE=1 to convert in Python" >&2
+      exit 1
+    }
+    PATH="$PATH:$HOME/.cargo/bin" .venv/bin/python -m pip install --quiet ./native
+    echo "$native_want" > "$native_stamp"
+  fi
 fi

@@ -84,14 +84,28 @@ def convert_lines(
     on_bad: Callable[[BadRecord], None],
     result: ConvertResult,
     progress: Progress | None = None,
+    fast_line: Callable[[bytes], str | None] | None = None,
 ) -> None:
-    """Convert export lines to Extended JSON text handed to ``sink``; bad records go to ``on_bad``."""
+    """Convert export lines to Extended JSON text handed to ``sink``; bad records go to ``on_bad``.
+
+    ``fast_line`` (``native.line_converter``) converts a line in one compiled step, or answers None
+    for a line this function converts (or quarantines) itself.
+    """
     # Looked up per call, not per line; still the module's names, so a caller may wrap them.
     to_document, dumps = item_to_document, extjson.dumps
     pending = 0
     for number, line in enumerate(lines, start=1):
         result.bytes_in += len(line)
         if not line or line.isspace():
+            continue
+        converted = fast_line(line) if fast_line is not None else None
+        if converted is not None:
+            sink(converted)
+            result.items += 1
+            pending += 1
+            if pending == _PROGRESS_EVERY and progress is not None:
+                progress.advance(pending)
+                pending = 0
             continue
         try:
             item = parse_line(line)
@@ -125,6 +139,7 @@ def convert_file(
     quarantine: Callable[[BadRecord], None],
     expected_items: int | None = None,
     accept_quarantined: bool = False,
+    fast_line: Callable[[bytes], str | None] | None = None,
 ) -> ConvertResult:
     """Stream ``s3://bucket/data_key`` through the mapping and upload the Extended JSON output.
 
@@ -138,7 +153,8 @@ def convert_file(
     with tempfile.NamedTemporaryFile(prefix="d2m-convert-", suffix=".jsonl.gz") as tmp:
         with gzip.GzipFile(fileobj=body, mode="rb") as raw, io.BufferedReader(raw, 1 << 20) as source:
             with gzip.open(tmp.name, "wt", encoding="utf-8", compresslevel=1) as out:
-                convert_lines(iter(source), parse_line, key_attrs, out.write, quarantine, result, progress)
+                convert_lines(iter(source), parse_line, key_attrs, out.write, quarantine, result, progress,
+                              fast_line)
         if result.bad_count and not accept_quarantined:
             raise ConversionFailed(result, bucket)
         result.bytes_out = os.path.getsize(tmp.name)

@@ -24,6 +24,7 @@ from dynamo2mongo.export.request import (
 )
 from dynamo2mongo.load import import_file
 from dynamo2mongo.mongo_caps import plans_compound_filters
+from dynamo2mongo.native import line_converter
 from dynamo2mongo.preflight import run_preflight
 from dynamo2mongo.stream import ensure_stream, stream_status
 from dynamo2mongo.table import describe_table
@@ -280,6 +281,7 @@ class ConvertFileOperator(TableOperator):
                 expected_items=data["items"],
                 quarantine=keep,
                 accept_quarantined=accept,
+                fast_line=line_converter(data["format"], key_attrs),
             )
         except Exception:
             state.record_file(data["export_id"], data["data_key"], convert_status="failed")
