@@ -136,7 +136,6 @@ impl Num {
     }
 
     fn cmp_value(&self, other: &Num) -> std::cmp::Ordering {
-        use std::cmp::Ordering;
         let sign = |n: &Num| if n.digits.is_empty() { 0 } else if n.neg { -1 } else { 1 };
         let (a, b) = (sign(self), sign(other));
         if a != b || a == 0 {
@@ -154,7 +153,11 @@ impl Num {
                 };
                 padded(&self.digits).cmp(&padded(&other.digits))
             });
-        if a < 0 { magnitude.reverse() } else { magnitude }.then(Ordering::Equal)
+        if a < 0 {
+            magnitude.reverse()
+        } else {
+            magnitude
+        }
     }
 }
 
@@ -286,7 +289,7 @@ fn base64_value(c: u8) -> Option<u32> {
 
 /// `base64.b64decode(text, validate=True)` for whole quanta with at most two padding characters.
 fn base64_decode(text: &[u8]) -> Option<Vec<u8>> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return None;
     }
     let data_len = text.len() - text.iter().rev().take_while(|&&c| c == b'=').count();
