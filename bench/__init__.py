@@ -1,1 +1,3 @@
-"""Benchmarks of the full load (docs/benchmarks.md); ``python -m bench.fullload``."""
+"""Benchmarks, each beside a baseline measured in the same run: ``python -m bench.fullload`` (conversion,
+import, memory; docs/benchmarks.md) and ``python -m bench.sync`` (sync latency and throughput;
+docs/benchmarks-sync.md)."""
