@@ -30,7 +30,7 @@ from pymongo import UpdateOne
 from pymongo.collection import Collection
 
 from dynamo2mongo.canonical import content_hash
-from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, identity
+from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, Note, identity
 from dynamo2mongo.forward import in_sync, mark_of, tombstone_id
 from dynamo2mongo.keys import key_fields
 from dynamo2mongo.types import Unrepresentable, document_to_item, item_to_document
@@ -215,7 +215,7 @@ def apply_events(
     result.newest_at = max(e.at for e in events)
     result.last_token = events[-1].token
     forward_deletes = ledger.pending(TO_MONGODB, [e.id for e in events if e.op == "delete"])
-    consumed: list[tuple[Any, str]] = []
+    consumed: list[Note] = []
     latest: dict[bytes, Event] = {}
     for event in events:
         if event.op == "gone":
@@ -224,9 +224,8 @@ def apply_events(
         if event.op == "upsert" and in_sync(event.document):
             result.echoes += 1
             continue
-        if event.op == "delete" and TOMBSTONE in forward_deletes.get(event.identity, {}):
-            del forward_deletes[event.identity][TOMBSTONE]
-            consumed.append((event.id, TOMBSTONE))
+        if event.op == "delete" and forward_deletes.get(event.identity, {}).get(TOMBSTONE):
+            consumed.append((event.id, TOMBSTONE, forward_deletes[event.identity][TOMBSTONE].pop(0)))
             result.echoes += 1
             continue
         if event.identity in latest:
@@ -276,16 +275,18 @@ def apply_events(
     for event, waiting in plan.forward_wins:
         ledger.resolve_deferred(event.id, policy, "dynamodb", waiting, event.document, event.at)
         if waiting["document"] is None:
-            ledger.note_written(TO_MONGODB, [(event.id, TOMBSTONE)], event.at)
+            notes = ledger.intend(TO_MONGODB, [(event.id, TOMBSTONE)], event.at)
             collection.delete_one({"_id": event.id})
+            ledger.confirm(TO_MONGODB, notes)
         else:
             collection.replace_one({"_id": event.id}, waiting["document"], upsert=True)
     for event, _, _ in plan.puts:
         if event.identity in deferred:
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
     if plan.undo:
-        ledger.note_written(TO_MONGODB, [(e.id, TOMBSTONE) for e in plan.undo], result.newest_at)
+        notes = ledger.intend(TO_MONGODB, [(e.id, TOMBSTONE) for e in plan.undo], result.newest_at)
         collection.delete_many({"_id": {"$in": [e.id for e in plan.undo]}})
+        ledger.confirm(TO_MONGODB, notes)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
     # it, so its echo would never come back, and there is nothing to sync anyway.
     holding = _current_hashes(dynamodb, source_table, key_attrs, [e.id for e, _, _ in plan.puts] + [e.id for e in plan.deletes])
@@ -293,15 +294,19 @@ def apply_events(
     plan.puts = [(e, item, d) for e, item, d in plan.puts if holding.get(e.identity) != d]
     plan.deletes = [e for e in plan.deletes if e.identity in holding]
     result.skipped += unchanged - len(plan.puts) - len(plan.deletes)
-    notes = [(e.id, d) for e, _, d in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
-    if notes:
-        at = result.newest_at
-        ledger.intend(TO_DYNAMODB, notes, at)
-        requests = [{"PutRequest": {"Item": item}} for _, item, _ in plan.puts] + [
-            {"DeleteRequest": {"Key": dynamodb_key(e.id, key_attrs)}} for e in plan.deletes
-        ]
-        _batch_write(dynamodb, source_table, requests)
-        ledger.confirm(TO_DYNAMODB, notes)
+    writes = [(e.id, d) for e, _, d in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
+    missed: list[Note] = []
+    if writes:
+        notes = ledger.intend(TO_DYNAMODB, writes, result.newest_at)
+        _batch_write(dynamodb, source_table, [{"PutRequest": {"Item": item}} for _, item, _ in plan.puts])
+        for e, note in zip(plan.deletes, notes[len(plan.puts):]):
+            # DynamoDB may have deleted the item itself since it was read: that delete writes no
+            # stream record, so its echo would never come back.
+            key = dynamodb_key(e.id, key_attrs)
+            if not dynamodb.delete_item(TableName=source_table, Key=key, ReturnValues="ALL_OLD").get("Attributes"):
+                missed.append(note)
+        ledger.withdraw(TO_DYNAMODB, missed)
+        ledger.confirm(TO_DYNAMODB, [n for n in notes if n not in missed])
     if plan.deletes and applied_seq is not None:
         # Every stream record forward sync has applied is older than these deletes: a forward replay
         # (after a crash) must not bring the keys back.
@@ -312,7 +317,7 @@ def apply_events(
             ordered=False,
         )
     result.written = len(plan.puts)
-    result.deleted = len(plan.deletes)
+    result.deleted = len(plan.deletes) - len(missed)
     ledger.consume(TO_MONGODB, consumed)
     return result
 

@@ -7,11 +7,16 @@ direction knows that the other side changed the key and the change has not come 
 arriving meanwhile was made on both sides inside the replication window, a conflict.
 
 One document per table, direction and key (``_id`` = ``{t, d, k}``), so every read and write is an
-exact ``_id`` match; its fields ``i`` (about to be written) and ``w`` (written) hold the content
-hashes (``-`` for a delete) of writes whose echo has not come back. An intent becomes a write by a
-``$rename``, which does nothing once the echo consumed the entry: a fast echo cannot be brought
-back to life by the late note that the write was made. Entries expire after the stream retention;
-nothing older can echo.
+exact ``_id`` match (the only filter the sandbox's wire server serves without scanning); its fields
+``i`` (about to be written) and ``w`` (written) hold, per content hash (``-`` for a delete), one
+token per write whose echo has not come back. The same content is often written again before the
+echo of its first write came back (an application deleting and re-creating a key), and each of
+those writes echoes once. An intent becomes a write by a ``$rename`` of its token, which does
+nothing once the echo consumed it: a fast echo cannot be brought back to life by the late note that
+the write was made. Noting an intent replaces an unconfirmed intent of the same content that a
+crashed writer left: the write is made again only because DynamoDB does not hold that content, so
+the earlier one never happened or was overwritten since. Entries expire after the stream
+retention; nothing older can echo.
 """
 
 from __future__ import annotations
@@ -40,6 +45,10 @@ def identity(document_id: Any) -> bytes:
     return bson.encode({"k": document_id})
 
 
+# (document_id, content hash, token): one write and its ledger entry.
+Note = tuple[Any, str, str]
+
+
 class EchoLedger:
     def __init__(self, database: Database, table: str, retention_hours: int = 48):
         self.collection = database[ECHOES]
@@ -54,16 +63,21 @@ class EchoLedger:
     def ensure_indexes(self) -> None:
         self.collection.create_index("at", expireAfterSeconds=self.retention_hours * 3600, name="expire_after_retention")
 
-    def pending(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, str]]:
-        """Unconsumed entries per key: ``{identity: {hash: state}}``."""
+    def pending(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, list[str]]]:
+        """Unconsumed writes per key: ``{identity: {hash: tokens}}``, the written ones first (oldest
+        first), since echoes come back in the order of the writes."""
         if not document_ids:
             return {}
         wanted = [self._id(direction, i) for i in document_ids]
         found = {}
         for doc in self.collection.find({"_id": {"$in": wanted}}):
-            entries = {h: INTENDED for h in doc.get(INTENDED) or {}}
-            entries.update({h: WRITTEN for h in doc.get(WRITTEN) or {}})
-            found[identity(doc["_id"]["k"])] = entries
+            writes: dict[str, list[str]] = {}
+            for state in (WRITTEN, INTENDED):
+                for h, tokens in (doc.get(state) or {}).items():
+                    writes.setdefault(h, []).extend(sorted(tokens))
+            writes = {h: tokens for h, tokens in writes.items() if tokens}
+            if writes:
+                found[identity(doc["_id"]["k"])] = writes
         return found
 
     def met(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, str]]:
@@ -79,30 +93,33 @@ class EchoLedger:
         at = (entry or {}).get("at")
         return at.replace(tzinfo=dt.timezone.utc) if at is not None and at.tzinfo is None else at
 
-    def intend(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime) -> None:
+    def intend(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime) -> list[Note]:
         """Note writes (``(document_id, hash)``) about to be made: their echo may come back any time now."""
-        if writes:
+        notes = [(k, h, str(bson.ObjectId())) for k, h in writes]
+        if notes:
             self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(direction, k)}, {"$set": {f"{INTENDED}.{h}": 1, "at": at}}, upsert=True)
-                 for k, h in writes],
+                [UpdateOne({"_id": self._id(direction, k)}, {"$set": {f"{INTENDED}.{h}": {t: 1}, "at": at}},
+                           upsert=True)
+                 for k, h, t in notes],
                 ordered=False,
             )
+        return notes
 
-    def confirm(self, direction: str, writes: list[tuple[Any, str]]) -> None:
+    def confirm(self, direction: str, notes: list[Note]) -> None:
         """The intended writes were made; an entry whose echo already came back stays consumed."""
-        if writes:
+        if notes:
             self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(direction, k)}, {"$rename": {f"{INTENDED}.{h}": f"{WRITTEN}.{h}"}})
-                 for k, h in writes],
+                [UpdateOne({"_id": self._id(direction, k)}, {"$rename": {f"{INTENDED}.{h}.{t}": f"{WRITTEN}.{h}.{t}"}})
+                 for k, h, t in notes],
                 ordered=False,
             )
 
-    def note_written(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime) -> None:
-        """Note writes about to be made at once, one by one: the note cannot outlive a missed write."""
-        if writes:
+    def withdraw(self, direction: str, notes: list[Note]) -> None:
+        """Intended writes that turned out to change nothing: no echo will come back for them."""
+        if notes:
             self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(direction, k)}, {"$set": {f"{WRITTEN}.{h}": 1, "at": at}}, upsert=True)
-                 for k, h in writes],
+                [UpdateOne({"_id": self._id(direction, k)}, {"$unset": {f"{INTENDED}.{h}.{t}": ""}})
+                 for k, h, t in notes],
                 ordered=False,
             )
 
@@ -110,13 +127,13 @@ class EchoLedger:
         """Drop every entry of one direction: for writes whose echoes can no longer be met."""
         return self.collection.delete_many({"_id.t": self.table, "_id.d": direction}).deleted_count
 
-    def consume(self, direction: str, echoes: list[tuple[Any, str]], seqs: list[str] | None = None) -> None:
-        """Entries whose echo was met stop being pending; with ``seqs`` (the records that brought them
-        back) they are kept as met, for replays."""
+    def consume(self, direction: str, echoes: list[Note], seqs: list[str] | None = None) -> None:
+        """The writes whose echo was met stop being pending, whether confirmed yet or not; with
+        ``seqs`` (the records that brought them back) they are kept as met, for replays."""
         if echoes:
             updates = []
-            for position, (k, h) in enumerate(echoes):
-                update: dict[str, Any] = {"$unset": {f"{INTENDED}.{h}": "", f"{WRITTEN}.{h}": ""}}
+            for position, (k, h, t) in enumerate(echoes):
+                update: dict[str, Any] = {"$unset": {f"{INTENDED}.{h}.{t}": "", f"{WRITTEN}.{h}.{t}": ""}}
                 if seqs is not None:
                     update["$max"] = {f"{MET}.{h}": seqs[position]}
                 updates.append(UpdateOne({"_id": self._id(direction, k)}, update))

@@ -31,7 +31,7 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from dynamo2mongo.canonical import content_hash
-from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, identity
+from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, Note, identity
 from dynamo2mongo.export import MalformedRecord
 from dynamo2mongo.export.ddbjson import item_from_json
 from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
@@ -236,22 +236,30 @@ class SyncContext:
     source_table: str | None = None
 
 
-def _find_echoes(changes: list[Change], sync: SyncContext, result: ApplyResult) -> tuple[set[int], dict]:
-    """Positions of the changes that are backward sync's own writes coming back (each entry once,
-    or again when a replay brings the same record back)."""
+def _find_echoes(
+    changes: list[Change], sync: SyncContext, result: ApplyResult
+) -> tuple[set[int], list[tuple[Note, str]], dict]:
+    """Positions of the changes that are backward sync's own writes coming back, and the ledger
+    entries they consume with the sequence numbers that met them (each write once; a replay brings
+    back records already met)."""
     ids = [c.id for c in changes]
     pending = sync.ledger.pending(TO_DYNAMODB, ids)
     met = sync.ledger.met(TO_DYNAMODB, ids)
     echoes: set[int] = set()
+    consumed: list[tuple[Note, str]] = []
     for position, change in enumerate(changes):
-        hashes = pending.get(change.identity)
-        if hashes and change.hash in hashes:
-            del hashes[change.hash]
+        writes = pending.get(change.identity) or {}
+        if met.get(change.identity, {}).get(change.hash, "") >= change.seq:
+            # Met before the relay was restarted: a later write of the same content, still pending,
+            # keeps its entry for its own echo.
             echoes.add(position)
-        elif met.get(change.identity, {}).get(change.hash, "") >= change.seq:
+        elif writes.get(change.hash):
+            consumed.append(((change.id, change.hash, writes[change.hash].pop(0)), change.seq))
+            if not writes[change.hash]:
+                del writes[change.hash]
             echoes.add(position)
     result.echoes = len(echoes)
-    return echoes, pending
+    return echoes, consumed, pending
 
 
 def _reassert(sync: SyncContext, winners: list[tuple[Change, set[str]]]) -> None:
@@ -264,11 +272,12 @@ def _reassert(sync: SyncContext, winners: list[tuple[Change, set[str]]]) -> None
         held = sync.dynamodb.get_item(TableName=sync.source_table, Key=change.keys, ConsistentRead=True).get("Item")
         if (content_hash(held) if held else TOMBSTONE) not in losers:
             continue
-        sync.ledger.note_written(TO_DYNAMODB, [(change.id, change.hash)], change.created)
+        notes = sync.ledger.intend(TO_DYNAMODB, [(change.id, change.hash)], change.created)
         if change.document is None:
             sync.dynamodb.delete_item(TableName=sync.source_table, Key=change.keys)
         else:
             sync.dynamodb.put_item(TableName=sync.source_table, Item=document_to_item(change.document))
+        sync.ledger.confirm(TO_DYNAMODB, notes)
 
 
 def _pending_application_change(document: dict[str, Any] | None, change: Change) -> bool:
@@ -308,9 +317,10 @@ def apply_changes(
     result.last_seq = max(c.seq for c in changes)
     result.newest_created = max(c.created for c in changes)
     echo_positions: set[int] = set()
-    pending: dict[bytes, dict[str, str]] = {}
+    consumed: list[tuple[Note, str]] = []
+    pending: dict[bytes, dict[str, list[str]]] = {}
     if sync is not None:
-        echo_positions, pending = _find_echoes(changes, sync, result)
+        echo_positions, consumed, pending = _find_echoes(changes, sync, result)
     latest, result.collapsed = last_per_key(changes, echo_positions)
     independent = [c.created for p, c in enumerate(changes) if p not in echo_positions]
     result.newest_independent = max(independent) if independent else None
@@ -365,11 +375,10 @@ def apply_changes(
         else:
             operations.append(ReplaceOne(condition, change.document, upsert=True))
         planned.append(change)
+    # Only a delete that removes a document makes a change event for backward sync to skip.
+    present = [c for c, there in deletes if there] if sync is not None else []
+    noted = sync.ledger.intend(TO_MONGODB, [(c.id, TOMBSTONE) for c in present], present[0].created) if present else []
     if deletes:
-        present = [c for c, there in deletes if there]
-        if sync is not None and present:
-            # Only a delete that removes a document makes a change event for backward sync to skip.
-            sync.ledger.note_written(TO_MONGODB, [(c.id, TOMBSTONE) for c in present], present[0].created)
         # The tombstone goes first: should the delete then fail, the batch is retried and the
         # tombstone, holding the same sequence number, is rewritten as it was.
         tombstones.bulk_write(
@@ -387,9 +396,10 @@ def apply_changes(
         _reassert(sync, winners)
     if operations:
         _write(collection, operations, planned, result)
-    if sync is not None and echo_positions:
-        met = [changes[p] for p in sorted(echo_positions)]
-        sync.ledger.consume(TO_DYNAMODB, [(c.id, c.hash) for c in met], [c.seq for c in met])
+    if noted:
+        sync.ledger.confirm(TO_MONGODB, noted)
+    if consumed:
+        sync.ledger.consume(TO_DYNAMODB, [note for note, _ in consumed], [seq for _, seq in consumed])
     return result
 
 
