@@ -47,27 +47,15 @@ IMPORT_TARGET, MEMORY_GROWTH_LIMIT = 0.9, 1.2
 # ---- the export -----------------------------------------------------------------------------------
 
 
-def _ddb_json_value(attr: dict[str, Any]) -> dict[str, Any]:
-    ((kind, inner),) = attr.items()
-    if kind == "B":
-        return {"B": base64.b64encode(inner).decode()}
-    if kind == "BS":
-        return {"BS": [base64.b64encode(v).decode() for v in inner]}
-    if kind == "M":
-        return {"M": {k: _ddb_json_value(v) for k, v in inner.items()}}
-    if kind == "L":
-        return {"L": [_ddb_json_value(v) for v in inner]}
-    return attr
-
-
 def export_line(item: dict[str, Any], export_format: str, first: bool) -> str:
     """One line as DynamoDB's export writes it (the Ion version marker opens the file)."""
     if export_format == "ION":
         from dynamo2mongo.sandbox.ion_writer import dump_line
 
         return ("$ion_1_0 " if first else "") + dump_line(item) + "\n"
-    attributes = {name: _ddb_json_value(attr) for name, attr in item.items()}
-    return json.dumps({"Item": attributes}, separators=(",", ":"), ensure_ascii=False) + "\n"
+    from dynamo2mongo.export.ddbjson import item_to_json
+
+    return json.dumps({"Item": item_to_json(item)}, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def ensure_export(workdir: Path, export_format: str, target_bytes: int) -> tuple[Path, int]:

@@ -15,6 +15,7 @@ from bson import json_util
 from dynamo2mongo.canonical import canonical_item
 from dynamo2mongo.convert import ConversionFailed, convert_file
 from dynamo2mongo.export import manifest
+from dynamo2mongo.export.ddbjson import item_to_json
 from dynamo2mongo.export.request import ExportError, client_token, completed_export, ensure_pitr, start_export
 from dynamo2mongo.load import import_file
 from dynamo2mongo.sandbox import sample
@@ -159,21 +160,7 @@ def _upload_export(s3, bucket: str, prefix: str, files: dict[str, list[bytes]]) 
 
 
 def _ddb_line(index: int) -> bytes:
-    item = sample.item(index)
-
-    def encode(value):
-        ((kind, inner),) = value.items()
-        if kind == "B":
-            return {"B": base64.b64encode(inner).decode()}
-        if kind == "BS":
-            return {"BS": [base64.b64encode(v).decode() for v in inner]}
-        if kind == "M":
-            return {"M": {k: encode(v) for k, v in inner.items()}}
-        if kind == "L":
-            return {"L": [encode(v) for v in inner]}
-        return value
-
-    return json.dumps({"Item": {k: encode(v) for k, v in item.items()}}).encode()
+    return json.dumps({"Item": item_to_json(sample.item(index))}).encode()
 
 
 def test_malformed_line_fails_only_its_file_and_is_quarantined(s3, mongo_client, bucket):

@@ -8,7 +8,6 @@ own and never write to them once a mapping exists.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import importlib.util
 import json
@@ -30,6 +29,7 @@ from dynamo2mongo import lambda_engine
 from dynamo2mongo.canonical import canonical_item
 from dynamo2mongo.checkpoints import read_heartbeat
 from dynamo2mongo.config import ExportConfig, LambdaConfig, TableConfig
+from dynamo2mongo.export.ddbjson import item_to_json
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.stream import ensure_stream
@@ -76,19 +76,6 @@ def _stream_records(streams, stream_arn: str) -> list[dict]:
     return records
 
 
-def _lambda_value(value: dict) -> dict:
-    ((kind, inner),) = value.items()
-    if kind == "B":
-        return {"B": base64.b64encode(inner).decode()}
-    if kind == "BS":
-        return {"BS": [base64.b64encode(b).decode() for b in inner]}
-    if kind == "M":
-        return {"M": {name: _lambda_value(v) for name, v in inner.items()}}
-    if kind == "L":
-        return {"L": [_lambda_value(v) for v in inner]}
-    return value
-
-
 def lambda_event(records: list[dict], stream_arn: str) -> dict:
     """Stream records as Lambda delivers them: binary in base64, times in epoch seconds, the stream's ARN."""
     converted = []
@@ -97,7 +84,7 @@ def lambda_event(records: list[dict], stream_arn: str) -> dict:
         data["ApproximateCreationDateTime"] = float(int(data["ApproximateCreationDateTime"].timestamp()))
         for image in ("Keys", "NewImage", "OldImage"):
             if image in data:
-                data[image] = {name: _lambda_value(v) for name, v in data[image].items()}
+                data[image] = item_to_json(data[image])
         converted.append({**record, "dynamodb": data, "eventSourceARN": stream_arn})
     # Through JSON, as the Lambda service hands the event over.
     return json.loads(json.dumps({"Records": converted}))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -29,19 +28,7 @@ DOC_JSON = (
 
 
 def _to_ddb_json(item: dict) -> str:
-    def encode(value):
-        ((kind, inner),) = value.items()
-        if kind == "B":
-            return {"B": base64.b64encode(inner).decode()}
-        if kind == "BS":
-            return {"BS": [base64.b64encode(v).decode() for v in inner]}
-        if kind == "M":
-            return {"M": {k: encode(v) for k, v in inner.items()}}
-        if kind == "L":
-            return {"L": [encode(v) for v in inner]}
-        return value
-
-    return json.dumps({"Item": {k: encode(v) for k, v in item.items()}})
+    return json.dumps({"Item": ddbjson.item_to_json(item)})
 
 
 def test_documented_examples_read_the_same_in_both_formats():

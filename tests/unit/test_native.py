@@ -8,7 +8,6 @@ type with awkward names and numbers, on a list of awkward lines, and on damaged 
 
 from __future__ import annotations
 
-import base64
 import json
 import random
 
@@ -17,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dynamo2mongo.convert import ConvertResult, convert_lines
+from dynamo2mongo.export.ddbjson import item_to_json
 from dynamo2mongo.export.manifest import reader_for
 from dynamo2mongo.native import dynamo2mongo_native, line_converter
 from dynamo2mongo.sandbox import sample
@@ -27,21 +27,8 @@ pytestmark = pytest.mark.skipif(dynamo2mongo_native is None, reason="dynamo2mong
 FORMATS = ("ION", "DYNAMODB_JSON")
 
 
-def _json_value(attr: dict) -> dict:
-    ((kind, inner),) = attr.items()
-    if kind == "B":
-        return {"B": base64.b64encode(inner).decode()}
-    if kind == "BS":
-        return {"BS": [base64.b64encode(v).decode() for v in inner]}
-    if kind == "M":
-        return {"M": {name: _json_value(v) for name, v in inner.items()}}
-    if kind == "L":
-        return {"L": [_json_value(v) for v in inner]}
-    return attr
-
-
 def ddbjson_line(item: dict) -> str:
-    return json.dumps({"Item": {name: _json_value(v) for name, v in item.items()}})
+    return json.dumps({"Item": item_to_json(item)})
 
 
 def export_line(export_format: str, item: dict) -> bytes:

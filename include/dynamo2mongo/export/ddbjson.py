@@ -67,6 +67,25 @@ def _value(attr: Any, where: str) -> dict[str, Any]:
     raise MalformedRecord(f"{where}: unknown DynamoDB type {kind!r}")
 
 
+def _json_value(attr: dict[str, Any]) -> dict[str, Any]:
+    ((kind, inner),) = attr.items()
+    if kind == "B":
+        return {"B": base64.b64encode(inner).decode()}
+    if kind == "BS":
+        return {"BS": [base64.b64encode(v).decode() for v in inner]}
+    if kind == "M":
+        return {"M": {name: _json_value(v) for name, v in inner.items()}}
+    if kind == "L":
+        return {"L": [_json_value(v) for v in inner]}
+    return attr
+
+
+def item_to_json(item: dict[str, Any]) -> dict[str, Any]:
+    """A wire-format item in DynamoDB JSON (binary as base64 text): the inverse of ``item_from_json``,
+    as exports and Lambda stream events carry items."""
+    return {name: _json_value(value) for name, value in item.items()}
+
+
 def item_from_json(attributes: Any, where: str = "item") -> dict[str, Any]:
     """Attributes in DynamoDB JSON (binary as base64 text) as a wire-format item."""
     if not isinstance(attributes, dict):
