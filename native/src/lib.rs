@@ -46,10 +46,18 @@ fn normalize(neg: bool, whole: &[u8], fraction: &[u8], exponent: i64) -> Num {
     let end = digits.iter().rposition(|&c| c != b'0').map_or(0, |i| i + 1);
     let significant = digits[..end].to_vec();
     if significant.is_empty() {
-        return Num { neg: false, digits: significant, scale: 0 };
+        return Num {
+            neg: false,
+            digits: significant,
+            scale: 0,
+        };
     }
     let scale = exponent - fraction.len() as i64 + (digits.len() - significant.len()) as i64;
-    Num { neg, digits: significant, scale }
+    Num {
+        neg,
+        digits: significant,
+        scale,
+    }
 }
 
 impl Num {
@@ -136,23 +144,28 @@ impl Num {
     }
 
     fn cmp_value(&self, other: &Num) -> std::cmp::Ordering {
-        let sign = |n: &Num| if n.digits.is_empty() { 0 } else if n.neg { -1 } else { 1 };
+        let sign = |n: &Num| {
+            if n.digits.is_empty() {
+                0
+            } else if n.neg {
+                -1
+            } else {
+                1
+            }
+        };
         let (a, b) = (sign(self), sign(other));
         if a != b || a == 0 {
             return a.cmp(&b);
         }
-        let magnitude = self
-            .adjusted()
-            .cmp(&other.adjusted())
-            .then_with(|| {
-                let width = self.digits.len().max(other.digits.len());
-                let padded = |d: &Vec<u8>| {
-                    let mut p = d.clone();
-                    p.resize(width, b'0');
-                    p
-                };
-                padded(&self.digits).cmp(&padded(&other.digits))
-            });
+        let magnitude = self.adjusted().cmp(&other.adjusted()).then_with(|| {
+            let width = self.digits.len().max(other.digits.len());
+            let padded = |d: &Vec<u8>| {
+                let mut p = d.clone();
+                p.resize(width, b'0');
+                p
+            };
+            padded(&self.digits).cmp(&padded(&other.digits))
+        });
         if a < 0 {
             magnitude.reverse()
         } else {
@@ -264,16 +277,26 @@ fn ion_number(token: &[u8]) -> Option<Num> {
     let fraction_digits = fraction.unwrap_or(&[]);
     if fraction.is_some() || exponent.is_some() {
         // amazon-ion shortens decimals of more than 34 digits that end in zeros: those are its own.
-        let all: Vec<u8> = whole.iter().chain(fraction_digits.iter()).copied().collect();
+        let all: Vec<u8> = whole
+            .iter()
+            .chain(fraction_digits.iter())
+            .copied()
+            .collect();
         let start = all.iter().position(|&c| c != b'0').unwrap_or(all.len());
         let significant = &all[start..];
         if significant.len() > 40
-            || (significant.len() > DECIMAL128_DIGITS && significant[DECIMAL128_DIGITS..].iter().all(|&c| c == b'0'))
+            || (significant.len() > DECIMAL128_DIGITS
+                && significant[DECIMAL128_DIGITS..].iter().all(|&c| c == b'0'))
         {
             return None;
         }
     }
-    Some(normalize(neg, whole, fraction_digits, exponent.unwrap_or(0)))
+    Some(normalize(
+        neg,
+        whole,
+        fraction_digits,
+        exponent.unwrap_or(0),
+    ))
 }
 
 fn base64_value(c: u8) -> Option<u32> {
@@ -315,12 +338,24 @@ const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz
 
 fn base64_encode(data: &[u8], out: &mut String) {
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = ((b[0] as u32) << 16) | ((b[1] as u32) << 8) | b[2] as u32;
         out.push(BASE64[(n >> 18) as usize & 63] as char);
         out.push(BASE64[(n >> 12) as usize & 63] as char);
-        out.push(if chunk.len() > 1 { BASE64[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if chunk.len() > 2 { BASE64[n as usize & 63] as char } else { '=' });
+        out.push(if chunk.len() > 1 {
+            BASE64[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if chunk.len() > 2 {
+            BASE64[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
 }
 
@@ -339,7 +374,9 @@ fn no_duplicates(names: &[(String, Val)]) -> Option<()> {
 fn push_code(out: &mut String, pending_high: &mut Option<u32>, code: u32) -> Option<()> {
     if let Some(high) = pending_high.take() {
         if (0xDC00..=0xDFFF).contains(&code) {
-            out.push(char::from_u32(0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00))?);
+            out.push(char::from_u32(
+                0x10000 + ((high - 0xD800) << 10) + (code - 0xDC00),
+            )?);
             return Some(());
         }
         return None;
@@ -350,6 +387,37 @@ fn push_code(out: &mut String, pending_high: &mut Option<u32>, code: u32) -> Opt
     }
     out.push(char::from_u32(code)?);
     Some(())
+}
+
+/// What both readers need to read a comma-separated sequence.
+trait Cursor {
+    /// The next significant byte (DynamoDB JSON skips whitespace; the Ion subset has none).
+    fn next_byte(&mut self) -> Option<u8>;
+    fn bump(&mut self);
+}
+
+/// Elements separated by commas up to `close`: the opening bracket is read, the closing one is read here.
+fn sequence<C: Cursor, T>(
+    cursor: &mut C,
+    close: u8,
+    mut element: impl FnMut(&mut C) -> Option<T>,
+) -> Option<Vec<T>> {
+    let mut values = Vec::new();
+    if cursor.next_byte()? == close {
+        cursor.bump();
+        return Some(values);
+    }
+    loop {
+        values.push(element(cursor)?);
+        match cursor.next_byte()? {
+            c if c == close => {
+                cursor.bump();
+                return Some(values);
+            }
+            b',' => cursor.bump(),
+            _ => return None,
+        }
+    }
 }
 
 // ---- Ion text ------------------------------------------------------------------------------------
@@ -399,9 +467,9 @@ impl<'a> Ion<'a> {
                     let hex = |ion: &mut Ion, n: usize| -> Option<u32> {
                         let digits = ion.s.get(ion.i..ion.i + n)?;
                         ion.i += n;
-                        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok().filter(|_| {
-                            digits.iter().all(|d| d.is_ascii_hexdigit())
-                        })
+                        u32::from_str_radix(std::str::from_utf8(digits).ok()?, 16)
+                            .ok()
+                            .filter(|_| digits.iter().all(|d| d.is_ascii_hexdigit()))
                     };
                     let code = match e {
                         b'x' => hex(self, 2)?,
@@ -446,12 +514,16 @@ impl<'a> Ion<'a> {
             c if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
                 let start = self.i;
                 while self.i < self.s.len()
-                    && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_' || self.s[self.i] == b'$')
+                    && (self.s[self.i].is_ascii_alphanumeric()
+                        || self.s[self.i] == b'_'
+                        || self.s[self.i] == b'$')
                 {
                     self.i += 1;
                 }
                 let name = std::str::from_utf8(&self.s[start..self.i]).ok()?;
-                let symbol_id = name.len() > 1 && name.starts_with('$') && name[1..].bytes().all(|b| b.is_ascii_digit());
+                let symbol_id = name.len() > 1
+                    && name.starts_with('$')
+                    && name[1..].bytes().all(|b| b.is_ascii_digit());
                 if symbol_id || matches!(name, "true" | "false" | "null" | "nan") {
                     return None;
                 }
@@ -476,7 +548,8 @@ impl<'a> Ion<'a> {
             self.i += 1;
         }
         while self.i < self.s.len()
-            && (self.s[self.i].is_ascii_alphanumeric() || matches!(self.s[self.i], b'_' | b'.' | b'+' | b'-'))
+            && (self.s[self.i].is_ascii_alphanumeric()
+                || matches!(self.s[self.i], b'_' | b'.' | b'+' | b'-'))
         {
             self.i += 1;
         }
@@ -515,23 +588,7 @@ impl<'a> Ion<'a> {
             b'{' => Val::M(self.structure(depth + 1)?),
             b'[' => {
                 self.i += 1;
-                let mut values = Vec::new();
-                if self.peek() == Some(b']') {
-                    self.i += 1;
-                } else {
-                    loop {
-                        values.push(self.value(depth + 1)?);
-                        match self.peek()? {
-                            b']' => {
-                                self.i += 1;
-                                break;
-                            }
-                            b',' => self.i += 1,
-                            _ => return None,
-                        }
-                    }
-                }
-                Val::L(values)
+                Val::L(sequence(self, b']', |ion| ion.value(depth + 1))?)
             }
             b't' if self.keyword(b"true") => Val::Bool(true),
             b'f' if self.keyword(b"false") => Val::Bool(false),
@@ -555,27 +612,28 @@ impl<'a> Ion<'a> {
         } else {
             return None;
         };
-        let (mut strings, mut numbers, mut blobs) = (Vec::new(), Vec::new(), Vec::new());
-        if self.peek() != Some(b']') {
-            loop {
-                match (kind, self.peek()?) {
-                    (b'S', b'"') => strings.push(self.quoted(b'"')?),
-                    (b'N', b'-' | b'0'..=b'9') => numbers.push(self.number()?),
-                    (b'B', b'{') if self.s.get(self.i + 1) == Some(&b'{') => blobs.push(self.blob()?),
-                    _ => return None,
-                }
-                match self.peek()? {
-                    b']' => break,
-                    b',' => self.i += 1,
-                    _ => return None,
-                }
-            }
-        }
-        self.i += 1;
         Some(match kind {
-            b'S' => Val::SS(strings),
-            b'N' => Val::NS(numbers),
-            _ => Val::BS(blobs),
+            b'S' => Val::SS(sequence(self, b']', |ion| {
+                if ion.peek()? == b'"' {
+                    ion.quoted(b'"')
+                } else {
+                    None
+                }
+            })?),
+            b'N' => Val::NS(sequence(self, b']', |ion| {
+                if matches!(ion.peek()?, b'-' | b'0'..=b'9') {
+                    ion.number()
+                } else {
+                    None
+                }
+            })?),
+            _ => Val::BS(sequence(self, b']', |ion| {
+                if ion.s[ion.i..].starts_with(b"{{") {
+                    ion.blob()
+                } else {
+                    None
+                }
+            })?),
         })
     }
 
@@ -585,26 +643,22 @@ impl<'a> Ion<'a> {
             return None;
         }
         self.i += 1;
-        let mut fields = Vec::new();
-        if self.peek() == Some(b'}') {
-            self.i += 1;
-            return Some(fields);
-        }
-        loop {
-            let name = self.name()?;
-            let value = self.value(depth)?;
-            fields.push((name, value));
-            match self.peek()? {
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                b',' => self.i += 1,
-                _ => return None,
-            }
-        }
+        let fields = sequence(self, b'}', |ion| {
+            let name = ion.name()?;
+            Some((name, ion.value(depth)?))
+        })?;
         no_duplicates(&fields)?;
         Some(fields)
+    }
+}
+
+impl Cursor for Ion<'_> {
+    fn next_byte(&mut self) -> Option<u8> {
+        self.peek()
+    }
+
+    fn bump(&mut self) {
+        self.i += 1;
     }
 }
 
@@ -614,7 +668,9 @@ fn read_ion(line: &[u8]) -> Option<Vec<(String, Val)>> {
     while end > 0 && matches!(line[end - 1], b'\r' | b'\n') {
         end -= 1;
     }
-    let body = line[..end].strip_prefix(b"$ion_1_0 ").unwrap_or(&line[..end]);
+    let body = line[..end]
+        .strip_prefix(b"$ion_1_0 ")
+        .unwrap_or(&line[..end]);
     let mut ion = Ion { s: body, i: 0 };
     if ion.peek() != Some(b'{') {
         return None;
@@ -623,10 +679,12 @@ fn read_ion(line: &[u8]) -> Option<Vec<(String, Val)>> {
     if ion.i != body.len() {
         return None;
     }
-    top.into_iter().find(|(name, _)| name == "Item").and_then(|(_, item)| match item {
-        Val::M(fields) => Some(fields),
-        _ => None,
-    })
+    top.into_iter()
+        .find(|(name, _)| name == "Item")
+        .and_then(|(_, item)| match item {
+            Val::M(fields) => Some(fields),
+            _ => None,
+        })
 }
 
 // ---- DynamoDB JSON -------------------------------------------------------------------------------
@@ -664,7 +722,10 @@ impl<'a> Json<'a> {
         let mut high: Option<u32> = None;
         loop {
             let start = self.i;
-            while self.i < self.s.len() && !matches!(self.s[self.i], b'"' | b'\\') && self.s[self.i] >= 0x20 {
+            while self.i < self.s.len()
+                && !matches!(self.s[self.i], b'"' | b'\\')
+                && self.s[self.i] >= 0x20
+            {
                 self.i += 1;
             }
             if self.i > start {
@@ -746,24 +807,9 @@ impl<'a> Json<'a> {
         Some(value)
     }
 
-    fn array<T>(&mut self, mut element: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
+    fn array<T>(&mut self, element: impl FnMut(&mut Self) -> Option<T>) -> Option<Vec<T>> {
         self.expect(b'[')?;
-        let mut values = Vec::new();
-        if self.peek()? == b']' {
-            self.i += 1;
-            return Some(values);
-        }
-        loop {
-            values.push(element(self)?);
-            match self.peek()? {
-                b']' => {
-                    self.i += 1;
-                    return Some(values);
-                }
-                b',' => self.i += 1,
-                _ => return None,
-            }
-        }
+        sequence(self, b']', element)
     }
 
     fn map(&mut self, depth: usize) -> Option<Vec<(String, Val)>> {
@@ -771,26 +817,23 @@ impl<'a> Json<'a> {
             return None;
         }
         self.expect(b'{')?;
-        let mut fields = Vec::new();
-        if self.peek()? == b'}' {
-            self.i += 1;
-            return Some(fields);
-        }
-        loop {
-            let name = self.string()?;
-            self.expect(b':')?;
-            fields.push((name, self.attribute(depth)?));
-            match self.peek()? {
-                b'}' => {
-                    self.i += 1;
-                    break;
-                }
-                b',' => self.i += 1,
-                _ => return None,
-            }
-        }
+        let fields = sequence(self, b'}', |json| {
+            let name = json.string()?;
+            json.expect(b':')?;
+            Some((name, json.attribute(depth)?))
+        })?;
         no_duplicates(&fields)?;
         Some(fields)
+    }
+}
+
+impl Cursor for Json<'_> {
+    fn next_byte(&mut self) -> Option<u8> {
+        self.peek()
+    }
+
+    fn bump(&mut self) {
+        self.i += 1;
     }
 }
 
@@ -917,65 +960,41 @@ impl Mapper {
             Val::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             Val::Null => out.push_str("null"),
             Val::M(fields) => self.map(fields, out)?,
-            Val::L(values) => {
-                out.push('[');
-                for (index, value) in values.iter().enumerate() {
-                    if index > 0 {
-                        out.push_str(", ");
-                    }
+            Val::L(values) => joined(
+                out,
+                '[',
+                ']',
+                ", ",
+                values.iter().enumerate(),
+                |out, (index, value)| {
                     self.path.push(Step::Index(index));
                     self.value(value, out)?;
                     self.path.pop();
-                }
-                out.push(']');
-            }
+                    Some(())
+                },
+            )?,
             Val::SS(strings) => {
-                let mut sorted: Vec<&String> = strings.iter().collect();
-                sorted.sort_unstable();
-                if strings.is_empty() || sorted.windows(2).any(|w| w[0] == w[1]) {
-                    return None;
-                }
-                out.push('[');
-                for (index, s) in strings.iter().enumerate() {
-                    if index > 0 {
-                        out.push_str(", ");
-                    }
+                distinct(strings, |a, b| a.cmp(b))?;
+                joined(out, '[', ']', ", ", strings, |out, s| {
                     ascii_string(s, out);
-                }
-                out.push(']');
+                    Some(())
+                })?;
                 self.hints.push((self.path.clone(), "SS"));
             }
             Val::NS(numbers) => {
-                let mut sorted: Vec<&Num> = numbers.iter().collect();
-                sorted.sort_by(|a, b| a.cmp_value(b));
-                if numbers.is_empty() || sorted.windows(2).any(|w| w[0] == w[1]) {
-                    return None;
-                }
-                out.push('[');
-                for (index, n) in numbers.iter().enumerate() {
-                    if index > 0 {
-                        out.push_str(", ");
-                    }
-                    // Set elements carry no hint of their own: the set's NS hint covers them.
-                    self.number(n, out, false)?;
-                }
-                out.push(']');
+                distinct(numbers, Num::cmp_value)?;
+                // Set elements carry no hint of their own: the set's NS hint covers them.
+                joined(out, '[', ']', ", ", numbers, |out, n| {
+                    self.number(n, out, false)
+                })?;
                 self.hints.push((self.path.clone(), "NS"));
             }
             Val::BS(blobs) => {
-                let mut sorted: Vec<&Vec<u8>> = blobs.iter().collect();
-                sorted.sort_unstable();
-                if blobs.is_empty() || sorted.windows(2).any(|w| w[0] == w[1]) {
-                    return None;
-                }
-                out.push('[');
-                for (index, b) in blobs.iter().enumerate() {
-                    if index > 0 {
-                        out.push_str(", ");
-                    }
+                distinct(blobs, |a, b| a.cmp(b))?;
+                joined(out, '[', ']', ", ", blobs, |out, b| {
                     binary_json(b, out);
-                }
-                out.push(']');
+                    Some(())
+                })?;
                 self.hints.push((self.path.clone(), "BS"));
             }
         }
@@ -983,21 +1002,47 @@ impl Mapper {
     }
 
     fn map(&mut self, fields: &[(String, Val)], out: &mut String) -> Option<()> {
-        out.push('{');
-        for (index, (name, value)) in fields.iter().enumerate() {
-            if index > 0 {
-                out.push_str(", ");
-            }
+        joined(out, '{', '}', ", ", fields, |out, (name, value)| {
             let stored = stored_name(name, false);
             ascii_string(&stored, out);
             out.push_str(": ");
             self.path.push(Step::Name(stored.into_owned()));
             self.value(value, out)?;
             self.path.pop();
-        }
-        out.push('}');
-        Some(())
+            Some(())
+        })
     }
+}
+
+/// `items` written by `write` between `open` and `close`, separated by `separator`.
+fn joined<T>(
+    out: &mut String,
+    open: char,
+    close: char,
+    separator: &str,
+    items: impl IntoIterator<Item = T>,
+    mut write: impl FnMut(&mut String, T) -> Option<()>,
+) -> Option<()> {
+    out.push(open);
+    for (index, item) in items.into_iter().enumerate() {
+        if index > 0 {
+            out.push_str(separator);
+        }
+        write(out, item)?;
+    }
+    out.push(close);
+    Some(())
+}
+
+/// A set's elements in order, or None for an empty set or one holding an element twice: DynamoDB has
+/// neither, and the Python path quarantines them.
+fn distinct<T>(elements: &[T], order: impl Fn(&T, &T) -> std::cmp::Ordering) -> Option<Vec<&T>> {
+    let mut sorted: Vec<&T> = elements.iter().collect();
+    sorted.sort_by(|a, b| order(a, b));
+    if sorted.is_empty() || sorted.windows(2).any(|w| order(w[0], w[1]).is_eq()) {
+        return None;
+    }
+    Some(sorted)
 }
 
 // ---- the content hash of the baseline mark -------------------------------------------------------
@@ -1031,7 +1076,7 @@ fn hex(data: &[u8], out: &mut String) {
 }
 
 /// `canonical.content_hash`'s text: the canonical item with sorted names, binary as hex.
-fn hash_value(v: &Val, out: &mut String) {
+fn hash_value(v: &Val, out: &mut String) -> Option<()> {
     match v {
         Val::S(s) => {
             out.push_str("{\"S\":");
@@ -1048,98 +1093,113 @@ fn hash_value(v: &Val, out: &mut String) {
             hex(b, out);
             out.push('}');
         }
-        Val::Bool(b) => out.push_str(if *b { "{\"BOOL\":true}" } else { "{\"BOOL\":false}" }),
+        Val::Bool(b) => out.push_str(if *b {
+            "{\"BOOL\":true}"
+        } else {
+            "{\"BOOL\":false}"
+        }),
         Val::Null => out.push_str("{\"NULL\":true}"),
         Val::M(fields) => {
             out.push_str("{\"M\":");
-            hash_map(fields, out);
+            hash_map(fields, out)?;
             out.push('}');
         }
         Val::L(values) => {
-            out.push_str("{\"L\":[");
-            for (index, value) in values.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                hash_value(value, out);
-            }
-            out.push_str("]}");
+            out.push_str("{\"L\":");
+            joined(out, '[', ']', ",", values, |out, value| {
+                hash_value(value, out)
+            })?;
+            out.push('}');
         }
         Val::SS(strings) => {
-            let mut sorted: Vec<&String> = strings.iter().collect();
-            sorted.sort_unstable();
-            out.push_str("{\"SS\":[");
-            for (index, s) in sorted.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                hash_string(s, out);
-            }
-            out.push_str("]}");
+            out.push_str("{\"SS\":");
+            joined(
+                out,
+                '[',
+                ']',
+                ",",
+                distinct(strings, |a, b| a.cmp(b))?,
+                |out, s| {
+                    hash_string(s, out);
+                    Some(())
+                },
+            )?;
+            out.push('}');
         }
         Val::NS(numbers) => {
-            let mut sorted: Vec<&Num> = numbers.iter().collect();
-            sorted.sort_by(|a, b| a.cmp_value(b));
-            out.push_str("{\"NS\":[");
-            for (index, n) in sorted.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                out.push('"');
-                n.canonical(out);
-                out.push('"');
-            }
-            out.push_str("]}");
+            out.push_str("{\"NS\":");
+            joined(
+                out,
+                '[',
+                ']',
+                ",",
+                distinct(numbers, Num::cmp_value)?,
+                |out, n| {
+                    out.push('"');
+                    n.canonical(out);
+                    out.push('"');
+                    Some(())
+                },
+            )?;
+            out.push('}');
         }
         Val::BS(blobs) => {
-            let mut sorted: Vec<&Vec<u8>> = blobs.iter().collect();
-            sorted.sort_unstable();
-            out.push_str("{\"BS\":[");
-            for (index, b) in sorted.iter().enumerate() {
-                if index > 0 {
-                    out.push(',');
-                }
-                hex(b, out);
-            }
-            out.push_str("]}");
+            out.push_str("{\"BS\":");
+            joined(
+                out,
+                '[',
+                ']',
+                ",",
+                distinct(blobs, |a, b| a.cmp(b))?,
+                |out, b| {
+                    hex(b, out);
+                    Some(())
+                },
+            )?;
+            out.push('}');
         }
     }
+    Some(())
 }
 
-fn hash_map(fields: &[(String, Val)], out: &mut String) {
+fn hash_map(fields: &[(String, Val)], out: &mut String) -> Option<()> {
     // Python orders names by code point, which is the order of their UTF-8 bytes.
     let mut sorted: Vec<&(String, Val)> = fields.iter().collect();
     sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    out.push('{');
-    for (index, (name, value)) in sorted.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
+    joined(out, '{', '}', ",", sorted, |out, (name, value)| {
         hash_string(name, out);
         out.push(':');
-        hash_value(value, out);
-    }
-    out.push('}');
+        hash_value(value, out)
+    })
 }
 
-fn content_hash(item: &[(String, Val)]) -> String {
+fn content_hash(item: &[(String, Val)]) -> Option<String> {
     let mut text = String::new();
-    hash_map(item, &mut text);
+    hash_map(item, &mut text)?;
     let mut hasher = Blake2bVar::new(12).expect("12 bytes is a valid BLAKE2b output size");
     hasher.update(text.as_bytes());
     let mut digest = [0u8; 12];
-    hasher.finalize_variable(&mut digest).expect("the buffer has the output size");
-    digest.iter().map(|b| format!("{:02x}", b)).collect()
+    hasher
+        .finalize_variable(&mut digest)
+        .expect("the buffer has the output size");
+    Some(digest.iter().map(|b| format!("{:02x}", b)).collect())
 }
 
 // ---- the document --------------------------------------------------------------------------------
 
-fn document_line(item: &[(String, Val)], key_attrs: &[String], key_fields: &[String]) -> Option<String> {
+fn document_line(
+    item: &[(String, Val)],
+    key_attrs: &[String],
+    key_fields: &[String],
+) -> Option<String> {
     let mut ids = Vec::with_capacity(key_attrs.len());
     for name in key_attrs {
         let (_, value) = item.iter().find(|(n, _)| n == name)?;
         let mut text = String::new();
-        let mut scratch = Mapper { hints: Vec::new(), path: Vec::new() };
+        let mut scratch = Mapper {
+            hints: Vec::new(),
+            path: Vec::new(),
+        };
         match value {
             Val::S(_) | Val::N(_) | Val::B(_) => scratch.value(value, &mut text)?,
             _ => return None,
@@ -1151,18 +1211,24 @@ fn document_line(item: &[(String, Val)], key_attrs: &[String], key_fields: &[Str
     if ids.len() == 1 {
         out.push_str(&ids[0]);
     } else {
-        out.push('{');
-        for (index, (field, id)) in key_fields.iter().zip(&ids).enumerate() {
-            if index > 0 {
-                out.push_str(", ");
-            }
-            ascii_string(field, &mut out);
-            out.push_str(": ");
-            out.push_str(id);
-        }
-        out.push('}');
+        joined(
+            &mut out,
+            '{',
+            '}',
+            ", ",
+            key_fields.iter().zip(&ids),
+            |out, (field, id)| {
+                ascii_string(field, out);
+                out.push_str(": ");
+                out.push_str(id);
+                Some(())
+            },
+        )?;
     }
-    let mut mapper = Mapper { hints: Vec::new(), path: Vec::new() };
+    let mut mapper = Mapper {
+        hints: Vec::new(),
+        path: Vec::new(),
+    };
     for (name, value) in item {
         let stored = stored_name(name, true);
         out.push_str(", ");
@@ -1174,29 +1240,32 @@ fn document_line(item: &[(String, Val)], key_attrs: &[String], key_fields: &[Str
     }
     out.push_str(", \"_ddb\": {");
     if !mapper.hints.is_empty() {
-        out.push_str("\"t\": [");
-        for (index, (path, kind)) in mapper.hints.iter().enumerate() {
-            if index > 0 {
-                out.push_str(", ");
-            }
-            out.push_str("{\"p\": [");
-            for (position, step) in path.iter().enumerate() {
-                if position > 0 {
-                    out.push_str(", ");
-                }
-                match step {
-                    Step::Name(name) => ascii_string(name, &mut out),
-                    Step::Index(i) => int_json(*i as i64, &mut out),
-                }
-            }
-            out.push_str("], \"t\": \"");
-            out.push_str(kind);
-            out.push_str("\"}");
-        }
-        out.push_str("], ");
+        out.push_str("\"t\": ");
+        joined(
+            &mut out,
+            '[',
+            ']',
+            ", ",
+            &mapper.hints,
+            |out, (path, kind)| {
+                out.push_str("{\"p\": ");
+                joined(out, '[', ']', ", ", path, |out, step| {
+                    match step {
+                        Step::Name(name) => ascii_string(name, out),
+                        Step::Index(i) => int_json(*i as i64, out),
+                    }
+                    Some(())
+                })?;
+                out.push_str(", \"t\": \"");
+                out.push_str(kind);
+                out.push_str("\"}");
+                Some(())
+            },
+        )?;
+        out.push_str(", ");
     }
     out.push_str("\"sync\": {\"src\": \"dynamodb\", \"h\": \"");
-    out.push_str(&content_hash(item));
+    out.push_str(&content_hash(item)?);
     out.push_str("\", \"seq\": \"\"}}}\n");
     Some(out)
 }
@@ -1217,20 +1286,35 @@ impl LineConverter {
             "ION" => true,
             "DYNAMODB_JSON" => false,
             other => {
-                return Err(pyo3::exceptions::PyValueError::new_err(format!("unknown export format {other:?}")))
+                return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                    "unknown export format {other:?}"
+                )))
             }
         };
         if key_attrs.is_empty() || key_attrs.len() > 2 {
-            return Err(pyo3::exceptions::PyValueError::new_err("a key has one or two attributes"));
+            return Err(pyo3::exceptions::PyValueError::new_err(
+                "a key has one or two attributes",
+            ));
         }
-        let key_fields = key_attrs.iter().map(|n| stored_name(n, true).into_owned()).collect();
-        Ok(LineConverter { ion, key_attrs, key_fields })
+        let key_fields = key_attrs
+            .iter()
+            .map(|n| stored_name(n, true).into_owned())
+            .collect();
+        Ok(LineConverter {
+            ion,
+            key_attrs,
+            key_fields,
+        })
     }
 
     /// The Extended JSON line (newline included) for one export line, or None to leave it to Python.
     fn convert(&self, py: Python<'_>, line: &[u8]) -> Option<String> {
         py.allow_threads(|| {
-            let item = if self.ion { read_ion(line)? } else { read_ddbjson(line)? };
+            let item = if self.ion {
+                read_ion(line)?
+            } else {
+                read_ddbjson(line)?
+            };
             document_line(&item, &self.key_attrs, &self.key_fields)
         })
     }
