@@ -70,8 +70,8 @@ def recent_conflicts(client: MongoClient, table: TableConfig, limit: int = RECEN
 def table_view(client: MongoClient, configuration: Configuration, table: TableConfig, at: dt.datetime,
                hours: float) -> dict[str, Any]:
     meta = client[table.metadata_database]
-    row = table_status(client, configuration, table, at)
     migration = StateStore(meta, table.name).migration()
+    row = table_status(client, configuration, table, at, migration)
     return _jsonable({
         **row,
         "source_table": table.source_table,

@@ -106,9 +106,9 @@ def check_table(client: MongoClient, configuration: Configuration, table: TableC
                 measure_lambda: MeasureLambda | None = None) -> tuple[dict[str, Any], list[Alert]]:
     """Sample one table's lag and return its status row with the alerts it raises or ends."""
     meta: Database = client[table.metadata_database]
-    row = table_status(client, configuration, table, at)
     state = StateStore(meta, table.name)
     migration = state.migration()
+    row = table_status(client, configuration, table, at, migration)
     if migration.get("phase") not in SYNCING_PHASES:
         return row, []
     if table.sync.forward == "lambda" and measure_lambda is not None:

@@ -42,9 +42,11 @@ def _verification(meta: Database, table: TableConfig) -> dict[str, Any] | None:
 
 
 def table_status(client: MongoClient, configuration: Configuration, table: TableConfig,
-                 at: dt.datetime) -> dict[str, Any]:
+                 at: dt.datetime, migration: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One table's row; ``migration``, its state document when the caller has read it already."""
     meta = client[table.metadata_database]
-    migration = StateStore(meta, table.name).migration()
+    if migration is None:
+        migration = StateStore(meta, table.name).migration()
     forward = _forward(meta, table, migration, at)
     backward = (
         backward_relay_lag(meta, table.name, table.sync.heartbeat_timeout_seconds, at)
