@@ -67,6 +67,7 @@ class BackwardRelay:
         self.batches = 0
         self.caught_up_at: Any = None
         self.paused = PauseFlag(self.state, DIRECTION)
+        self._stream: Any = None
 
     def wait_until_ready(self) -> bool:
         while not self.stop.is_set():
@@ -136,39 +137,64 @@ class BackwardRelay:
         return {"engine": "relay", "batches": self.batches, "counts": self.totals.counts(),
                 "newest_at": self.totals.newest_at, "newest_independent": self.totals.newest_independent}
 
-    def run(self) -> backward.BackwardResult:
+    def _open(self) -> Any:
+        return self.collection.watch(full_document="updateLookup", max_await_time_ms=200, **self._stream_options())
+
+    def step(self) -> int:
+        """Read the changes available now (one batch at most) and apply them; returns how many.
+
+        The change stream stays open between steps; ``close()`` ends it (a restart resumes from the
+        checkpoint).
+        """
+        if self._stream is None:
+            self._stream = self._open()
+        asked_at = now()
+        changes = self._next_batch(self._stream)
+        if changes:
+            self._apply(changes)
+        if len(changes) < self.batch_max:
+            # The stream had nothing more: every change made before asking is applied.
+            self.caught_up_at = asked_at
+            self.checkpoints.save(POSITION, caught_up_at=asked_at)
+        return len(changes)
+
+    def close(self) -> None:
+        if self._stream is not None:
+            stream, self._stream = self._stream, None
+            stream.close()
+
+    def start(self) -> bool:
+        """Wait for forward sync to catch up and note that backward sync runs; False when stopped."""
         if not self.wait_until_ready():
-            return self.totals
+            return False
         self.ledger.ensure_indexes()
         self.state.update_migration(backward_sync_started=True, backward={"engine": "relay"})
+        return True
+
+    def run(self) -> backward.BackwardResult:
+        if not self.start():
+            return self.totals
         log.info("backward relay of %s: applying changes of %s.%s to %s", self.config.name, self.config.database,
                  self.config.collection, self.config.source_table)
         backoff = self.poll_seconds
         while not self.stop.is_set():
             if self.paused():
                 # Stopped by an operation (rollback, finish); the resume token keeps the position.
+                self.close()
                 self.heartbeat.beat("paused", **self._facts())
                 self.stop.wait(self.poll_seconds)
                 continue
             try:
-                with self.collection.watch(full_document="updateLookup", max_await_time_ms=200,
-                                           **self._stream_options()) as stream:
-                    while not self.stop.is_set() and not self.paused():
-                        asked_at = now()
-                        changes = self._next_batch(stream)
-                        if changes:
-                            self._apply(changes)
-                        if len(changes) < self.batch_max:
-                            # The stream had nothing more: every change made before asking is applied.
-                            self.caught_up_at = asked_at
-                            self.checkpoints.save(POSITION, caught_up_at=asked_at)
-                        self.heartbeat.beat("applying", caught_up_at=self.caught_up_at, **self._facts())
-                        self.lag_sampler.maybe_record()
-                        backoff = self.poll_seconds
+                self.step()
+                self.heartbeat.beat("applying", caught_up_at=self.caught_up_at, **self._facts())
+                self.lag_sampler.maybe_record()
+                backoff = self.poll_seconds
             except (BotoCoreError, ClientError, PyMongoError) as error:
                 # Network blips, throttling and elections heal; the stream reopens at the checkpoint.
                 log.warning("backward relay of %s: %s; retrying in %.0f s", self.config.name, error, backoff)
+                self.close()
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
+        self.close()
         self.heartbeat.beat("stopped", force=True, **self._facts())
         return self.totals

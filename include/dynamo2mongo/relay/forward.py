@@ -274,12 +274,18 @@ class ForwardRelay:
             "newest_independent": self.totals.result.newest_independent,
         }
 
-    def run(self) -> Totals:
+    def start(self) -> bool:
+        """Wait for the full load and note that forward sync runs; False when stopped meanwhile."""
         if not self.wait_until_ready():
-            return self.totals
+            return False
         forward.ensure_tombstone_expiry(self.tombstones)
         self.ledger.ensure_indexes()
         self.state.update_migration(forward_sync_started=True, forward={"engine": "relay", "stream": self.stream_arn})
+        return True
+
+    def run(self) -> Totals:
+        if not self.start():
+            return self.totals
         log.info("forward relay of %s: applying %s to %s.%s", self.config.name, self.stream_arn,
                  self.config.database, self.config.collection)
         backoff = self.poll_seconds
