@@ -19,15 +19,36 @@ be the same BSON value, for they may sit inside ``_id``).
 ``number_mapping="double_when_exact"`` stores a non-key number as a double when the double's
 shortest text is the same number (1.5, 0.1, 1e+30), for applications that want doubles; numbers
 that a double cannot hold exactly keep the lossless mapping.
+
+Back to DynamoDB, BSON values an application writes that DynamoDB has no type for follow a
+``BsonMapping`` (per table: ``sync.bson_dates``, ``sync.bson_object_ids``):
+
+| BSON | default | alternatives |
+|---|---|---|
+| Date | S ``2026-12-04T18:50:56.123Z`` (ISO-8601 UTC, milliseconds) | ``epoch_millis``: N; ``reject`` |
+| ObjectId | S of its 24 hex digits | ``reject`` |
+
+ISO strings are the default because they sort as S in time order and are what DynamoDB
+applications conventionally store for dates. Every other value DynamoDB cannot hold (NaN, Infinity,
+numbers out of its range, Regex, Code, MinKey/MaxKey, Timestamp, DBRef, Binary of a subtype other
+than 0, a value contradicting its type hint, duplicate set members, an empty top-level name) raises
+``Unrepresentable``: the caller quarantines the change. ``item_problems`` then says what DynamoDB
+itself would refuse of a converted item (size, key attributes).
 """
 
 from __future__ import annotations
 
+import calendar
+import datetime as dt
 import decimal
 import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from bson import Binary, Decimal128, Int64
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.datetime_ms import DatetimeMS
 
 from dynamo2mongo.keys import key_fields
 from dynamo2mongo.names import decode_name, encode_name
@@ -411,39 +432,149 @@ def _number_attr_text(value: Any, path: tuple) -> str:
     raise Unrepresentable(f"{type(value).__name__} is not a number", path)
 
 
+DATE_MAPPINGS = ("iso8601", "epoch_millis", "reject")
+OBJECT_ID_MAPPINGS = ("hex", "reject")
+
+
+@dataclass(frozen=True)
+class BsonMapping:
+    """How backward sync writes BSON Dates and ObjectIds, which DynamoDB has no type for."""
+
+    dates: str = "iso8601"
+    object_ids: str = "hex"
+
+    def __post_init__(self) -> None:
+        if self.dates not in DATE_MAPPINGS:
+            raise ValueError(f"bson dates mapping must be one of {', '.join(DATE_MAPPINGS)}, got {self.dates!r}")
+        if self.object_ids not in OBJECT_ID_MAPPINGS:
+            raise ValueError(f"bson object id mapping must be one of {', '.join(OBJECT_ID_MAPPINGS)}, "
+                             f"got {self.object_ids!r}")
+
+
+DEFAULT_BSON_MAPPING = BsonMapping()
+_BINARY_SUBTYPES = {1: "function", 2: "old binary", 3: "old UUID", 4: "UUID", 5: "MD5", 6: "encrypted",
+                    7: "compressed column", 8: "sensitive", 9: "vector"}
+
+
 def _binary(value: Any, path: tuple) -> bytes:
     if isinstance(value, Binary):  # a bytes subclass, so it is checked first
         if value.subtype == 0:
             return bytes(value)
-    elif isinstance(value, bytes):
+        kind = _BINARY_SUBTYPES.get(value.subtype, "user-defined")
+        raise Unrepresentable(
+            f"Binary subtype {value.subtype} ({kind}) cannot be written: DynamoDB's B has no subtype, so it would "
+            f"come back as subtype 0; write it as subtype 0{' or as its string form' if value.subtype in (3, 4) else ''}",
+            path)
+    if isinstance(value, bytes):
         return value
     raise Unrepresentable(f"expected binary data, got {type(value).__name__}", path)
 
 
+def _contradiction(hint: str, expected: str, value: Any, path: tuple) -> Unrepresentable:
+    return Unrepresentable(
+        f"the type hint {hint} in _ddb.t expects {expected}, got {type(value).__name__}; write {expected} here, or "
+        f"remove this path's hint from _ddb.t if the attribute changed type", path)
+
+
+def _unique_set(hint: str, members: list, keys: list, path: tuple) -> dict:
+    if len(set(keys)) != len(keys):
+        raise Unrepresentable(f"the {hint} set holds duplicate members, which DynamoDB refuses; remove the "
+                              f"duplicates (or drop this path's hint from _ddb.t to write a list)", path)
+    return {hint: members}
+
+
 def _from_hinted(value: Any, hint: str, path: tuple) -> Any:
     if hint == "N":
+        if isinstance(value, bool) or not isinstance(value, (int, float, Decimal128, str)):
+            raise _contradiction("N", "a number", value, path)
         return {"N": _number_attr_text(value, path)}
+    if hint not in _SET_HINTS:
+        raise Unrepresentable(f"unknown type hint {hint!r} in _ddb.t; the hints are N, SS, NS and BS", path)
     if not isinstance(value, list):
-        raise Unrepresentable(f"hint {hint} expects an array, got {type(value).__name__}", path)
+        raise _contradiction(hint, "an array", value, path)
     if not value:
         return _ABSENT
     if hint == "SS":
-        if not all(isinstance(v, str) for v in value):
-            raise Unrepresentable("a string set holds a value that is not a string", path)
-        return {"SS": list(value)}
+        if not all(isinstance(v, str) and not isinstance(v, Code) for v in value):
+            raise _contradiction("SS", "an array of strings", next(v for v in value if not isinstance(v, str) or isinstance(v, Code)), path)
+        return _unique_set("SS", list(value), value, path)
     if hint == "NS":
-        return {"NS": [_number_attr_text(v, path) for v in value]}
-    if hint == "BS":
-        return {"BS": [_binary(v, path) for v in value]}
-    raise Unrepresentable(f"unknown type hint {hint!r}", path)
+        texts = [_number_attr_text(v, path) for v in value]
+        # Normalized texts: 1, 1.0 and Decimal128("1.00") are one DynamoDB number.
+        return _unique_set("NS", texts, texts, path)
+    members = [_binary(v, path) for v in value]
+    return _unique_set("BS", members, members, path)
 
 
-def _from_value(value: Any, path: tuple, tree: dict | None) -> Any:
+def _date(value: dt.datetime | DatetimeMS, path: tuple, mapping: BsonMapping) -> dict:
+    if mapping.dates == "reject":
+        raise Unrepresentable("a BSON Date cannot be written: this table's sync.bson_dates is reject; store the date "
+                              "as an ISO-8601 string or a number, or choose iso8601 or epoch_millis", path)
+    if isinstance(value, DatetimeMS):
+        millis = int(value)
+        moment = None
+    else:
+        moment = value.astimezone(dt.timezone.utc) if value.tzinfo else value
+        millis = calendar.timegm(moment.timetuple()) * 1000 + moment.microsecond // 1000
+    if mapping.dates == "epoch_millis":
+        return {"N": str(millis)}
+    if moment is None:
+        try:
+            moment = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=millis)
+        except OverflowError:
+            moment = None
+        if moment is None or not 1 <= moment.year <= 9999:
+            raise Unrepresentable(f"the BSON Date {millis} ms from 1970 is outside years 1 to 9999, which an ISO-8601 "
+                                  f"string cannot hold in sortable form; fix the date, or set sync.bson_dates to "
+                                  f"epoch_millis", path)
+    # BSON Dates hold milliseconds: finer digits cannot come from MongoDB.
+    return {"S": moment.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"}
+
+
+def _no_type(value: Any, path: tuple) -> Unrepresentable:
+    if isinstance(value, (Regex, re.Pattern)):
+        why = "a regular expression (BSON Regex) has no DynamoDB type; store its pattern as a string"
+    elif isinstance(value, Code):
+        why = "JavaScript code (BSON Code) has no DynamoDB type; store it as a string"
+    elif isinstance(value, (MinKey, MaxKey)):
+        why = f"{type(value).__name__} is a MongoDB sort sentinel with no DynamoDB value; remove the field"
+    elif isinstance(value, Timestamp):
+        why = "a BSON Timestamp (MongoDB's internal replication time) has no DynamoDB type; store a Date instead"
+    elif isinstance(value, DBRef):
+        why = "a DBRef has no DynamoDB type; store the referenced _id instead"
+    elif isinstance(value, uuid.UUID):
+        why = "a UUID (Binary subtype 4) has no DynamoDB type that keeps it a UUID; store its string form"
+    else:
+        why = f"{type(value).__name__} has no exact DynamoDB type; store it as a string, number or binary"
+    return Unrepresentable(why, path)
+
+
+def _attributes(value: dict, path: tuple, tree: dict | None, mapping: BsonMapping) -> dict:
+    attrs = {}
+    for stored, inner in value.items():
+        if not path and (stored == "_id" or stored == RESERVED):
+            continue
+        converted = _from_value(inner, (*path, stored), tree.get(stored) if tree else None, mapping)
+        if converted is _ABSENT:
+            continue
+        name = decode_name(stored)
+        if not name and not path:
+            raise Unrepresentable("a top-level field with an empty name (or '%') cannot be a DynamoDB attribute, "
+                                  "whose names are never empty; rename the field", (*path, stored))
+        if name in attrs:
+            earlier = next(k for k in value if k != stored and decode_name(k) == name)
+            raise Unrepresentable(f"fields {earlier!r} and {stored!r} both become the DynamoDB attribute {name!r} (a "
+                                  f"name starting with '%' is an encoded one); rename one", (*path, stored))
+        attrs[name] = converted
+    return attrs
+
+
+def _from_value(value: Any, path: tuple, tree: dict | None, mapping: BsonMapping) -> Any:
     if tree is not None:
         hint = tree.get(None)
         if hint is not None:
             return _from_hinted(value, hint, path)
-    if isinstance(value, str):
+    if type(value) is str:
         return {"S": value}
     if isinstance(value, bool):
         return {"BOOL": value}
@@ -452,16 +583,11 @@ def _from_value(value: Any, path: tuple, tree: dict | None) -> Any:
     if value is None:
         return {"NULL": True}
     if isinstance(value, dict):
-        attrs = {}
-        for stored, inner in value.items():
-            converted = _from_value(inner, (*path, stored), tree.get(stored) if tree else None)
-            if converted is not _ABSENT:
-                attrs[decode_name(stored)] = converted
-        return {"M": attrs}
+        return {"M": _attributes(value, path, tree, mapping)}
     if isinstance(value, list):
         items = []
         for index, inner in enumerate(value):
-            converted = _from_value(inner, (*path, index), tree.get(index) if tree else None)
+            converted = _from_value(inner, (*path, index), tree.get(index) if tree else None, mapping)
             if converted is _ABSENT:
                 raise Unrepresentable("an empty set inside a list cannot be written to DynamoDB", (*path, index))
             items.append(converted)
@@ -470,7 +596,16 @@ def _from_value(value: Any, path: tuple, tree: dict | None) -> Any:
         return {"N": _number_attr_text(value, path)}
     if isinstance(value, (bytes, Binary)):
         return {"B": _binary(value, path)}
-    raise Unrepresentable(f"{type(value).__name__} has no exact DynamoDB type", path)
+    if isinstance(value, (dt.datetime, DatetimeMS)):
+        return _date(value, path, mapping)
+    if isinstance(value, ObjectId):
+        if mapping.object_ids == "reject":
+            raise Unrepresentable("an ObjectId cannot be written: this table's sync.bson_object_ids is reject; store "
+                                  "its hex string, or choose hex", path)
+        return {"S": str(value)}
+    if isinstance(value, str) and not isinstance(value, Code):
+        return {"S": str(value)}
+    raise _no_type(value, path)
 
 
 def _hint_tree(document: dict[str, Any]) -> dict | None:
@@ -478,23 +613,113 @@ def _hint_tree(document: dict[str, Any]) -> dict | None:
     hints = meta.get("t") if isinstance(meta, dict) else None
     if not hints:
         return None
+    if not isinstance(hints, list):
+        raise Unrepresentable(f"_ddb.t must be a list of type hints, got {type(hints).__name__}; restore it from the "
+                              f"last synced version or remove _ddb.t", (RESERVED, "t"))
     tree: dict = {}
-    for hint in hints:
-        node = tree
-        for part in hint["p"]:
-            node = node.setdefault(part, {})
-        node[None] = hint["t"]
+    for index, hint in enumerate(hints):
+        try:
+            parts, kind = hint["p"], hint["t"]
+            node = tree
+            for part in parts:
+                node = node.setdefault(part, {})
+        except (KeyError, TypeError, AttributeError):
+            raise Unrepresentable(f"type hint {hint!r:.80} is malformed (a hint is {{p: [path...], t: N|SS|NS|BS}}); "
+                                  f"restore it from the last synced version or remove it", (RESERVED, "t", index)) from None
+        if not isinstance(parts, list) or not isinstance(kind, str):
+            raise Unrepresentable(f"type hint {hint!r:.80} is malformed (a hint is {{p: [path...], t: N|SS|NS|BS}}); "
+                                  f"restore it from the last synced version or remove it", (RESERVED, "t", index))
+        node[None] = kind
     return tree
 
 
-def document_to_item(document: dict[str, Any]) -> dict[str, Any]:
-    """A MongoDB document back as a DynamoDB item; ``_id`` and ``_ddb`` are never written back."""
-    tree = _hint_tree(document)
-    item = {}
-    for stored, value in document.items():
-        if stored == "_id" or stored == RESERVED:
-            continue
-        converted = _from_value(value, (stored,), tree.get(stored) if tree else None)
-        if converted is not _ABSENT:
-            item[decode_name(stored)] = converted
-    return item
+def document_to_item(document: dict[str, Any], bson_mapping: BsonMapping = DEFAULT_BSON_MAPPING) -> dict[str, Any]:
+    """A MongoDB document back as a DynamoDB item; ``_id`` and ``_ddb`` are never written back.
+
+    Raises Unrepresentable, naming the field path, why and what to change, for a value DynamoDB
+    cannot hold; ``item_problems`` checks what only the table's key schema and DynamoDB's limits decide.
+    """
+    return _attributes(document, (), _hint_tree(document), bson_mapping)
+
+
+# ---- What DynamoDB refuses of an item ------------------------------------------------------------
+
+ITEM_SIZE_LIMIT = 400 * 1024
+# Key value limits in bytes: partition (hash) key, then sort (range) key.
+_KEY_SIZE_LIMITS = (2048, 1024)
+NESTING_LIMIT = 32
+_TYPE_NAMES = {"S": "string", "N": "number", "B": "binary"}
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _number_size(text: str) -> int:
+    mantissa = text.lstrip("+-").split("e")[0].split("E")[0].replace(".", "")
+    return (len(mantissa.strip("0")) + 1) // 2 + 1
+
+
+def _name_size(name: str) -> int:
+    return len(name.encode("utf-8", "surrogatepass"))
+
+
+def _value_size(attr: dict, depth: int) -> int:
+    """Bytes of an attribute value by DynamoDB's published size rules; raises _TooDeep past its nesting limit."""
+    ((kind, inner),) = attr.items()
+    if kind == "S":
+        return _name_size(inner)
+    if kind == "N":
+        return _number_size(inner)
+    if kind == "B":
+        return len(inner)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "SS":
+        return sum(_name_size(v) for v in inner)
+    if kind == "NS":
+        return sum(_number_size(v) for v in inner)
+    if kind == "BS":
+        return sum(len(v) for v in inner)
+    if depth >= NESTING_LIMIT:
+        raise _TooDeep
+    if kind == "L":
+        return 3 + sum(_value_size(v, depth + 1) + 1 for v in inner)
+    return 3 + sum(_name_size(k) + _value_size(v, depth + 1) + 1 for k, v in inner.items())
+
+
+def item_size(item: dict[str, Any]) -> int:
+    """The item's size as DynamoDB counts it for its 400 KB limit: names' UTF-8 bytes plus values."""
+    return sum(_name_size(name) + _value_size(attr, 0) for name, attr in item.items())
+
+
+def item_problems(item: dict[str, Any], key_schema: Mapping[str, str]) -> str | None:
+    """Why DynamoDB would refuse ``item`` (from document_to_item), or None.
+
+    ``key_schema`` maps the table's key attributes, hash key first, to their types ("S", "N", "B").
+    """
+    for position, (name, expected) in enumerate(key_schema.items()):
+        attr = item.get(name)
+        if attr is None:
+            return (f"key attribute {name!r} is missing: every document must carry the table's key fields "
+                    f"({', '.join(key_schema)}); add it")
+        ((kind, value),) = attr.items()
+        if kind != expected:
+            return (f"key attribute {name!r} is {kind}, but the table's key schema declares {expected}; write it as "
+                    f"a {_TYPE_NAMES.get(expected, expected)}")
+        if kind in ("S", "B"):
+            size = _name_size(value) if kind == "S" else len(value)
+            if size == 0:
+                return f"key attribute {name!r} is an empty {_TYPE_NAMES[kind]}, which DynamoDB refuses; give it a value"
+            limit = _KEY_SIZE_LIMITS[min(position, 1)]
+            if size > limit:
+                return (f"key attribute {name!r} is {size:,} bytes; DynamoDB's limit for a "
+                        f"{'partition' if position == 0 else 'sort'} key is {limit:,} bytes; shorten it")
+    try:
+        size = item_size(item)
+    except _TooDeep:
+        return f"the item nests maps and lists deeper than DynamoDB's {NESTING_LIMIT} levels; flatten the document"
+    if size > ITEM_SIZE_LIMIT:
+        return (f"the item is {size:,} bytes by DynamoDB's size rules (attribute names plus values), over its "
+                f"400 KB ({ITEM_SIZE_LIMIT:,} bytes) item limit; make the document smaller")
+    return None

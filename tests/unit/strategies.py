@@ -82,3 +82,87 @@ def items_with_keys(draw):
     for name, value in draw(st.dictionaries(top_names, values, max_size=6)).items():
         item.setdefault(name, value)
     return item, key_attrs
+
+
+# ---- MongoDB documents an application may write, for the way back ----------------------------------
+
+_FIELD_NAMES = st.one_of(st.text(max_size=8).filter(lambda n: "\x00" not in n), st.sampled_from(["", "%", "%a", "a", "$x", "a.b", "_id", "_ddb"]))
+
+
+def _bson_scalars():
+    import datetime as dt
+
+    from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+
+    return st.one_of(
+        st.text(max_size=10),
+        st.booleans(),
+        st.none(),
+        st.integers(-(2**63), 2**63 - 1),
+        st.integers(-(2**63), 2**63 - 1).map(Int64),
+        st.floats(),
+        st.decimals(allow_nan=True).map(lambda d: Decimal128(str(d)) if _decimal128_fits(d) else Decimal128("NaN")),
+        st.sampled_from(["NaN", "-Infinity", "1E+6144", "1E-6176", "1.50", "-0"]).map(Decimal128),
+        st.binary(max_size=8),
+        st.builds(Binary, st.binary(max_size=8), st.sampled_from([0, 0, 2, 3, 4, 5, 128])),
+        st.datetimes(min_value=dt.datetime(1, 1, 1), max_value=dt.datetime(9999, 12, 31)),
+        st.builds(ObjectId),
+        st.builds(Regex, st.text(max_size=4).filter(lambda p: "\x00" not in p)),
+        st.builds(Code, st.text(max_size=4)),
+        st.just(MinKey()),
+        st.just(MaxKey()),
+        st.builds(Timestamp, st.integers(0, 2**32 - 1), st.integers(0, 2**32 - 1)),
+        st.builds(DBRef, st.just("other"), st.integers(0, 9)),
+    )
+
+
+def _decimal128_fits(value: decimal.Decimal) -> bool:
+    try:
+        from bson import Decimal128
+
+        Decimal128(str(value))
+    except (ValueError, decimal.DecimalException):
+        return False
+    return True
+
+
+def _hints(draw, document: dict) -> list:
+    """Type hints for some of the document's paths, right or wrong, and now and then malformed ones."""
+    paths: list[list] = []
+
+    def walk(value, path):
+        paths.append(path)
+        if isinstance(value, dict):
+            for name, inner in value.items():
+                walk(inner, [*path, name])
+        elif isinstance(value, list):
+            for index, inner in enumerate(value):
+                walk(inner, [*path, index])
+
+    for name, value in document.items():
+        walk(value, [name])
+    hint = st.fixed_dictionaries({"p": st.sampled_from(paths), "t": st.sampled_from(["N", "SS", "NS", "BS", "X"])})
+    junk = st.one_of(st.just({"p": "x", "t": "N"}), st.just({"t": "SS"}), st.just(["N"]), st.just({"p": [{}], "t": 1}))
+    return draw(st.lists(st.one_of(hint, hint, junk) if paths else junk, max_size=3))
+
+
+@st.composite
+def bson_documents(draw):
+    """A document of a key field ``k`` and arbitrary BSON values, stored and read back as pymongo reads it,
+    with type hints that may or may not fit."""
+    import bson
+    from bson.codec_options import CodecOptions, DatetimeConversion
+
+    fields = st.recursive(
+        _bson_scalars(),
+        lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(_FIELD_NAMES, children, max_size=3)),
+        max_leaves=8,
+    )
+    document = {"_id": "x", "k": "x", **draw(st.dictionaries(_FIELD_NAMES.filter(lambda n: n not in ("_id", "k")),
+                                                             fields, max_size=5))}
+    if draw(st.booleans()):
+        document["_ddb"] = {"t": _hints(draw, {n: v for n, v in document.items() if n not in ("_id", "_ddb")})}
+    options = CodecOptions(tz_aware=draw(st.booleans()),
+                           datetime_conversion=draw(st.sampled_from([DatetimeConversion.DATETIME_AUTO,
+                                                                     DatetimeConversion.DATETIME_MS])))
+    return bson.decode(bson.encode(document), options)
