@@ -1,11 +1,11 @@
 import de.bwaldvogel.mongo.MongoServer;
 import de.bwaldvogel.mongo.MongoVersion;
-import de.bwaldvogel.mongo.backend.memory.MemoryBackend;
 
 import java.net.InetSocketAddress;
 
 /**
- * mongo-java-server on loopback with the oplog on, so change streams work. It announces MongoDB 4.4
+ * mongo-java-server on loopback with the oplog on, so change streams work, extended by {@link SandboxBackend}
+ * where the sandbox needs MongoDB's behaviour (change events, images, _id lookups, $sample). It announces MongoDB 4.4
  * (wire version 9), the oldest that current PyMongo accepts: the library's own versions report 8. Prints
  * "READY mongodb://127.0.0.1:PORT" once listening and stops when its stdin closes, so it never
  * outlives the process that started it.
@@ -25,7 +25,7 @@ public final class MongoSandbox {
 
     public static void main(String[] args) throws Exception {
         int port = args.length > 0 ? Integer.parseInt(args[0]) : 0;
-        MongoServer server = new MongoServer(new MemoryBackend().version(new WireVersion()));
+        MongoServer server = new MongoServer(new SandboxBackend().version(new WireVersion()));
         server.enableOplog();
         server.bind("127.0.0.1", port);
         InetSocketAddress address = server.getLocalAddress();
