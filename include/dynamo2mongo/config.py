@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from dynamo2mongo.types import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
+
 EXPORT_FORMATS = ("ION", "DYNAMODB_JSON")
 NUMBER_MAPPINGS = ("lossless", "double_when_exact")
 FORWARD_ENGINES = ("relay", "lambda")
@@ -28,8 +30,8 @@ ENVIRONMENTS = ("sandbox", "aws")
 MONGO_TLS = ("required", "optional")
 NOTIFY_KINDS = ("sns", "email", "slack")
 # What a notification target hears: a failed task, lag above on_call.lag_alert_seconds (or a relay
-# that failed), and the end of such a breach.
-NOTIFY_EVENTS = ("failure", "lag_breach", "lag_recovered")
+# that failed), the end of such a breach, a table's sync quarantine no longer empty, and empty again.
+NOTIFY_EVENTS = ("failure", "lag_breach", "lag_recovered", "quarantine", "quarantine_cleared")
 # Milestones a plan's wave can wait for: reconcile passed, or the lag sensor passed.
 MILESTONES = ("full_load_done", "forward_caught_up")
 
@@ -71,6 +73,14 @@ class SyncConfig:
     # A relay whose heartbeat is older than this counts as down.
     heartbeat_timeout_seconds: int = 120
     batch_size: int = 1000
+    # Backward sync writes BSON Dates as ISO-8601 UTC strings and ObjectIds as their hex (README,
+    # "Quarantine"); "reject" quarantines such a change instead.
+    bson_dates: str = "iso8601"
+    bson_object_ids: str = "hex"
+
+    @property
+    def bson_mapping(self) -> BsonMapping:
+        return BsonMapping(self.bson_dates, self.bson_object_ids)
 
 
 @dataclass(frozen=True)
@@ -220,6 +230,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "sync.forward": FORWARD_ENGINES,
     "sync.backward": BACKWARD_ENGINES,
     "sync.conflict_policy": CONFLICT_POLICIES,
+    "sync.bson_dates": DATE_MAPPINGS,
+    "sync.bson_object_ids": OBJECT_ID_MAPPINGS,
     "environment": ENVIRONMENTS,
     "mongo_tls": MONGO_TLS,
     "imports.write_concern": ("majority", "1"),

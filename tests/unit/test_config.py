@@ -1,6 +1,7 @@
 import pytest
 
-from dynamo2mongo.config import ConfigError, load_config, parse_config
+from dynamo2mongo.config import ConfigError, load_config, parse_config, parse_document
+from dynamo2mongo.types import BsonMapping
 
 BASE = {
     "name": "orders",
@@ -23,6 +24,22 @@ def test_minimal_table_gets_safe_defaults():
     assert config.export.enable_pitr is False
     assert config.imports.write_concern == "majority"
     assert config.number_mapping == "lossless"
+    assert config.sync.bson_mapping == BsonMapping("iso8601", "hex")
+
+
+def test_the_bson_mapping_is_chosen_per_table():
+    other = {**BASE, "name": "customers", "sync": {"bson_dates": "epoch_millis", "bson_object_ids": "reject"}}
+    orders, customers = parse_config({"tables": [BASE, other]})
+    assert orders.sync.bson_mapping == BsonMapping()
+    assert customers.sync.bson_mapping == BsonMapping(dates="epoch_millis", object_ids="reject")
+    assert orders.with_overrides(**{"sync.bson_dates": "reject"}).sync.bson_mapping.dates == "reject"
+
+
+def test_notification_targets_hear_quarantine_events():
+    document = {"tables": [BASE], "monitor": {"notify": [{"kind": "slack"}, {"kind": "slack", "events": ["quarantine"]}]}}
+    every, quarantine_only = parse_document(document).monitor.notify
+    assert every.hears("quarantine", "orders") and every.hears("quarantine_cleared", "orders")
+    assert quarantine_only.hears("quarantine", "orders") and not quarantine_only.hears("quarantine_cleared", "orders")
 
 
 def test_defaults_merge_into_nested_sections():
@@ -39,6 +56,8 @@ def test_defaults_merge_into_nested_sections():
         ({"export": {"format": "ION"}}, "missing required key 's3_bucket'"),
         ({"export": {"s3_bucket": "b", "format": "CSV"}}, "'export.format' must be one of ION, DYNAMODB_JSON, got 'CSV'"),
         ({"sync": {"conflict_policy": "app_wins"}}, "'sync.conflict_policy' must be one of"),
+        ({"sync": {"bson_dates": "unix"}}, "'sync.bson_dates' must be one of iso8601, epoch_millis, reject, got 'unix'"),
+        ({"sync": {"bson_object_ids": "base64"}}, "'sync.bson_object_ids' must be one of hex, reject, got 'base64'"),
         ({"imports": {"batch_size": 0}}, "'imports.batch_size' must be between 1 and 100000, got 0"),
         ({"imports": {"batch_size": "100"}}, "'imports.batch_size' must be int, got str"),
         ({"export": {"s3_bucket": "b", "enable_pitr": "yes"}}, "'export.enable_pitr' must be bool"),

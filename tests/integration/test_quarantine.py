@@ -1,0 +1,94 @@
+"""The sync quarantine against the sandbox MongoDB: one entry per table, direction and key, kept
+losslessly, counted once per change, removed once the key synced; and shown by status, the CLI and the
+dashboard."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+import pytest
+from bson import Binary, Decimal128
+from bson.codec_options import CodecOptions
+
+from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.state import StateStore
+
+pytestmark = pytest.mark.integration
+
+RECORD = {"eventID": "e1", "eventName": "MODIFY",
+          "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "100",
+                       "NewImage": {"pk": {"S": "a"}, "$price": {"N": "1.50"}, "blob": {"B": b"\x00\xff"}},
+                       "ApproximateCreationDateTime": dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)}}
+
+
+@pytest.fixture
+def meta(mongo_client):
+    name = f"quarantine_meta_{uuid.uuid4().hex[:8]}"
+    # As the relays, status and the CLI read it: dates time-zone aware.
+    yield mongo_client.get_database(name, codec_options=CodecOptions(tz_aware=True))
+    mongo_client.drop_database(name)
+
+
+def test_a_later_put_replaces_the_change_and_counts_and_a_replay_does_not(meta):
+    quarantine = Quarantine(meta, "orders")
+    key = {"pk": "a", "sk": 1}
+    quarantine.put("backward", key, "d: a BSON Date cannot be written", {"_id": key, "n": 1}, position={"_data": "01"})
+    (first,) = quarantine.entries()
+    quarantine.put("backward", key, "n: inf is not a finite number", {"_id": key, "n": 2}, position={"_data": "02"})
+    quarantine.put("backward", key, "n: inf is not a finite number", {"_id": key, "n": 2}, position={"_data": "02"})
+    (entry,) = quarantine.entries("backward")
+
+    assert (entry["key"], entry["direction"], entry["reason"]) == (key, "backward", "n: inf is not a finite number")
+    assert (entry["raw"], entry["raw_format"], entry["position"]) == ({"_id": key, "n": 2}, "bson", {"_data": "02"})
+    assert entry["count"] == 2, "the replay of position 02 is the same change"
+    assert entry["first_at"] == first["first_at"] and entry["last_at"] > first["last_at"]
+    assert meta["quarantine"].count_documents({}) == 1
+    assert quarantine.counts() == {"forward": 0, "backward": 1}
+
+
+def test_without_a_position_every_put_counts(meta):
+    quarantine = Quarantine(meta, "orders")
+    for _ in range(3):
+        quarantine.put("forward", "a", "why", {"x": 1})
+    assert [e["count"] for e in quarantine.entries()] == [3]
+
+
+def test_entries_are_per_table_direction_and_exact_key(meta):
+    orders, other = Quarantine(meta, "orders"), Quarantine(meta, "customers")
+    orders.put("forward", {"pk": "a", "sk": 1}, "r1", RECORD, position="100")
+    orders.put("forward", {"sk": 1, "pk": "a"}, "r2", RECORD, position="101")  # another _id: field order counts
+    orders.put("backward", {"pk": "a", "sk": 1}, "r3", {"_id": 1})
+    orders.put("forward", Decimal128("1.5"), "r4", RECORD)
+    other.put("forward", {"pk": "a", "sk": 1}, "r5", RECORD)
+    # The full load's bad records share the collection.
+    StateStore(meta, "orders").quarantine("export-1", "data/1.json.gz", 7, "bad line", "{")
+
+    assert orders.counts() == {"forward": 3, "backward": 1}
+    assert other.counts() == {"forward": 1, "backward": 0}
+    assert [e["reason"] for e in orders.entries("forward")] == ["r4", "r2", "r1"]
+    assert [e["reason"] for e in orders.entries(limit=2)] == ["r4", "r3"]
+
+    assert orders.resolve("forward", [{"pk": "a", "sk": 1}, Decimal128("1.5"), "never quarantined"]) == 2
+    assert [e["reason"] for e in orders.entries()] == ["r3", "r2"]
+    assert orders.resolve("backward", []) == 0
+    assert other.counts()["forward"] == 1 and len(StateStore(meta, "orders").quarantined("export-1")) == 1
+    with pytest.raises(ValueError, match="direction must be forward or backward, got 'sideways'"):
+        orders.put("sideways", "a", "why", {})
+
+
+def test_raw_values_are_kept_losslessly(meta):
+    quarantine = Quarantine(meta, "orders")
+    quarantine.put("forward", "a", "'$price' cannot be stored", RECORD, position="100")
+    quarantine.put("forward", "b", "binary", {"b": Binary(bytes(range(16)), 4), "d": dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)})
+    quarantine.put("backward", "c", "not BSON", {"z": complex(1, 2)})
+    quarantine.put("backward", "d", "huge", {"s": "x" * (16 * 1024 * 1024)})
+    entries = {e["key"]: e for e in quarantine.entries()}
+
+    assert entries["a"]["raw_format"] == "extjson"
+    assert entries["a"]["raw"] == RECORD
+    assert entries["a"]["raw"]["dynamodb"]["NewImage"]["blob"]["B"] == b"\x00\xff"
+    assert entries["b"]["raw_format"] == "bson" and entries["b"]["raw"]["b"] == Binary(bytes(range(16)), 4)
+    assert (entries["c"]["raw_format"], entries["c"]["raw"]) == ("repr", "{'z': (1+2j)}")
+    assert entries["d"]["raw_format"] == "extjson_truncated" and entries["d"]["raw_length"] > 16 * 1024 * 1024
+    assert "sync_quarantine_by_table" in meta["quarantine"].index_information()
