@@ -221,22 +221,20 @@ def time_imports(uri: str, lines: list[bytes], rounds: int, batch_size: int) -> 
     from pymongo import MongoClient
 
     from dynamo2mongo.load import import_lines
-    from dynamo2mongo.mongo_caps import plans_compound_filters
 
     documents = [json_util.loads(line) for line in lines]
     client = MongoClient(uri)
     database = client["d2m_bench"]
-    planner = plans_compound_filters(database)
 
     def raw(collection: Any) -> None:
         for start in range(0, len(documents), batch_size):
             collection.insert_many(documents[start : start + batch_size], ordered=False)
 
     def project(collection: Any) -> None:
-        import_lines(iter(lines), collection, "bench", batch_size=batch_size, guard_newer=False, planner=planner)
+        import_lines(iter(lines), collection, "bench", batch_size=batch_size, guard_newer=False)
 
     def guarded_rerun(collection: Any) -> None:
-        import_lines(iter(lines), collection, "bench", batch_size=batch_size, guard_newer=True, planner=planner)
+        import_lines(iter(lines), collection, "bench", batch_size=batch_size, guard_newer=True)
 
     def measure(name: str, write: Callable, fresh: bool = True) -> float:
         collection = database[f"bench_{name}"]

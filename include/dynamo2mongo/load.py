@@ -29,8 +29,7 @@ log = logging.getLogger(__name__)
 # has none) holds a newer state than the export: an import rerun
 # must not overwrite it. With this guard the filter matches nothing, the upsert collides on _id, and
 # that collision is counted, not raised. Before forward sync starts the guard is left out: it cannot
-# match anything then. Servers without a query planner (see dynamo2mongo.mongo_caps) get the guard
-# as a read of the batch's synced ids instead.
+# match anything then.
 _NOT_YET_SYNCED = {"_ddb.sync.seq": {"$not": {"$gt": ""}}}
 # Batches parsed ahead of the one being written: parsing overlaps the server's work, memory stays
 # bounded.
@@ -55,27 +54,7 @@ class ImportResult:
         return self.upserted + self.replaced + self.kept_newer
 
 
-def _drop_synced(collection: Collection, batch: list[ReplaceOne], ids: list[Any], result: ImportResult) -> tuple[list, list]:
-    # Filtering on _id alone keeps the read on the _id index of a server without a planner.
-    synced = {
-        bson.encode({"k": d["_id"]})
-        for d in collection.find({"_id": {"$in": ids}}, {"_ddb.sync.seq": 1})
-        if ((d.get("_ddb") or {}).get("sync") or {}).get("seq")
-    }
-    if not synced:
-        return batch, ids
-    kept = [(op, i) for op, i in zip(batch, ids) if bson.encode({"k": i}) not in synced]
-    result.kept_newer += len(batch) - len(kept)
-    return [op for op, _ in kept], [i for _, i in kept]
-
-
-def _flush(
-    collection: Collection, batch: list[ReplaceOne], ids: list[Any], result: ImportResult, key: str, read_guard: bool
-) -> None:
-    if read_guard:
-        batch, ids = _drop_synced(collection, batch, ids, result)
-        if not batch:
-            return
+def _flush(collection: Collection, batch: list[ReplaceOne], ids: list[Any], result: ImportResult, key: str) -> None:
     try:
         outcome = collection.bulk_write(batch, ordered=False)
         result.upserted += outcome.upserted_count
@@ -195,25 +174,22 @@ def import_lines(
     batch_size: int = 1000,
     progress: Progress | None = None,
     guard_newer: bool = True,
-    planner: bool = True,
 ) -> ImportResult:
     """Write every Extended JSON line into ``collection`` by its ``_id``; safe to repeat.
 
-    ``guard_newer`` keeps documents that forward sync has already written (see _NOT_YET_SYNCED);
-    ``planner`` says whether the server can serve that guard inside the write's filter. Lines are
+    ``guard_newer`` keeps documents that forward sync has already written (see _NOT_YET_SYNCED). Lines are
     parsed in a second thread while the previous batch is written. Documents new to the collection
     are inserted; only those already there go through the guarded upsert.
     """
     result = ImportResult(key=key)
-    guard = _NOT_YET_SYNCED if guard_newer and planner else {}
-    read_guard = guard_newer and not planner
+    guard = _NOT_YET_SYNCED if guard_newer else {}
     for documents in _ahead(_parsed_batches(lines, batch_size)):
         result.read += len(documents)
         existing = _insert_new(collection, documents, result, key)
         if existing:
             ids = [d["_id"] for d in existing]
             batch = [ReplaceOne({"_id": d["_id"], **guard}, d, upsert=True) for d in existing]
-            _flush(collection, batch, ids, result, key, read_guard)
+            _flush(collection, batch, ids, result, key)
         if progress is not None:
             progress.advance(len(documents))
     return result
@@ -228,7 +204,6 @@ def import_file(
     write_concern: str = "majority",
     expected_items: int | None = None,
     guard_newer: bool = True,
-    planner: bool = True,
 ) -> ImportResult:
     """Stream ``s3://bucket/key`` (gzip'd Extended JSON lines) into ``collection``; safe to repeat."""
     w: int | str = int(write_concern) if write_concern.isdigit() else write_concern
@@ -236,6 +211,6 @@ def import_file(
     progress = Progress(log, f"import {key}", expected_items)
     body = s3.get_object(Bucket=bucket, Key=key)["Body"]
     with gzip.GzipFile(fileobj=body, mode="rb") as raw, io.BufferedReader(raw, 1 << 20) as source:
-        result = import_lines(source, target, key, batch_size, progress, guard_newer, planner)
+        result = import_lines(source, target, key, batch_size, progress, guard_newer)
     result.seconds = progress.finish()
     return result

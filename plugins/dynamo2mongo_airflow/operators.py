@@ -23,7 +23,6 @@ from dynamo2mongo.export.request import (
     start_export,
 )
 from dynamo2mongo.load import import_file
-from dynamo2mongo.mongo_caps import plans_compound_filters
 from dynamo2mongo.native import line_converter
 from dynamo2mongo.preflight import run_preflight
 from dynamo2mongo.stream import ensure_stream, stream_status
@@ -328,7 +327,6 @@ class ImportFileOperator(TableOperator):
             write_concern=config.imports.write_concern,
             expected_items=data["converted_items"],
             guard_newer=bool(state.migration().get("forward_sync_started")),
-            planner=plans_compound_filters(collection.database),
         )
         state.record_file(
             data["export_id"],

@@ -19,7 +19,6 @@ from dynamo2mongo.export import manifest
 from dynamo2mongo.export.request import client_token, completed_export, ensure_pitr, start_export
 from dynamo2mongo.lag import LagWatch, applied_through, relay_lag
 from dynamo2mongo.load import import_file
-from dynamo2mongo.mongo_caps import plans_compound_filters
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.stream import ensure_stream
@@ -70,12 +69,11 @@ def full_load(dynamodb: Any, s3: Any, mongo: Any, config: TableConfig, stream_ar
     summary = manifest.parse_summary(s3.get_object(Bucket=bucket, Key=info.manifest_key)["Body"].read())
     files = manifest.parse_files(s3.get_object(Bucket=bucket, Key=summary.manifest_files_key)["Body"].read())
     collection = mongo[config.database][config.collection]
-    planner = plans_compound_filters(collection.database)
     imported = 0
     for data in files:
         result = convert_file(s3, bucket, data.data_key, manifest.reader_for(summary.output_format), table.key_attrs,
                               quarantine=lambda bad: None)
-        imported += import_file(s3, bucket, result.output_key, collection, guard_newer=False, planner=planner).applied
+        imported += import_file(s3, bucket, result.output_key, collection, guard_newer=False).applied
     state = StateStore(mongo[config.metadata_database], config.name)
     state.update_migration(phase="full_load_done", stream={"arn": stream_arn, "enabled_by_us": True},
                            source=table.summary())

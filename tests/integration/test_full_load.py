@@ -196,8 +196,7 @@ def test_malformed_line_fails_only_its_file_and_is_quarantined(s3, mongo_client,
     assert collection.count_documents({}) == 10, "the good file's import is intact"
 
 
-@pytest.mark.parametrize("planner", [True, False], ids=["guard-in-filter", "guard-by-read"])
-def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client, planner):
+def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client):
     from dynamo2mongo.load import import_lines
     from dynamo2mongo.types import item_to_document
 
@@ -210,7 +209,7 @@ def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client, pla
     assert (first.upserted, first.replaced, first.kept_newer) == (50, 0, 0)
     newer = item_to_document(sample.item(3), sample.KEY_ATTRS) | {"status": "changed-by-stream", "_ddb": {"sync": {"seq": "9"}}}
     collection.replace_one({"_id": newer["_id"]}, newer)
-    again = import_lines(lines, collection, "k", batch_size=7, guard_newer=True, planner=planner)
+    again = import_lines(lines, collection, "k", batch_size=7, guard_newer=True)
     assert (again.upserted, again.replaced, again.kept_newer) == (0, 49, 1)
     assert again.applied == 50
     assert collection.find_one({"_id": newer["_id"]})["status"] == "changed-by-stream"

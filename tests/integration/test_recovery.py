@@ -17,7 +17,6 @@ from bson import json_util
 from dynamo2mongo.convert import convert_file
 from dynamo2mongo.export import manifest
 from dynamo2mongo.load import import_file
-from dynamo2mongo.mongo_caps import plans_compound_filters
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.ion_writer import dump_line
 from dynamo2mongo.types import item_to_document
@@ -59,9 +58,8 @@ def test_import_killed_mid_way_then_rerun_converges(s3, bucket, mongo_client, mo
         import boto3
         from pymongo import MongoClient
         from dynamo2mongo.load import import_file
-        from dynamo2mongo.mongo_caps import plans_compound_filters
         target = MongoClient({mongo_uri!r})["recovery"][{name!r}]
-        import_file(boto3.client("s3"), {bucket!r}, {key!r}, target, batch_size=200, planner=plans_compound_filters(target.database))
+        import_file(boto3.client("s3"), {bucket!r}, {key!r}, target, batch_size=200)
         """,
         aws_env,
     )
@@ -69,7 +67,7 @@ def test_import_killed_mid_way_then_rerun_converges(s3, bucket, mongo_client, mo
     partial = collection.count_documents({})
     assert 0 < partial < ITEMS, "the kill must land mid-way for this test to mean anything"
 
-    result = import_file(s3, bucket, key, collection, batch_size=1000, planner=plans_compound_filters(collection.database))
+    result = import_file(s3, bucket, key, collection, batch_size=1000)
     assert result.applied == ITEMS
     assert collection.count_documents({}) == ITEMS
     for index in (0, partial - 1, partial, ITEMS - 1):
