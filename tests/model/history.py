@@ -221,6 +221,8 @@ def _short(attr: dict[str, Any]) -> str:
         return f"B:{inner.hex()}"
     if kind == "N" and len(inner) > 12:
         return f"N:{inner[:6]}…({len(inner)} digits)"
+    if kind == "S" and len(inner) > 40:
+        return f"S:{inner[:12]}…({len(inner)} characters)"
     if kind == "M":
         return "{" + ", ".join(f"{n}: {_short(v)}" for n, v in inner.items()) + "}"
     if kind == "L":

@@ -22,6 +22,7 @@ Rules (the ids printed on failure):
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -31,6 +32,8 @@ import bson
 from tests.model.history import History, show, show_item
 from tests.model.runner import POISON, Env, Event, Outcome, model_item, project_item, run
 
+# Shrinking re-runs the history; bounded so that a failing CI seed still ends in reasonable time.
+SHRINK_SECONDS = float(os.environ.get("D2M_MODEL_SHRINK_SECONDS", "12"))
 # Two writes closer than this are a tie for latest_wins: the model does not decide it.
 LATEST_TOLERANCE = 0.05
 
@@ -184,8 +187,13 @@ def report(history: History, violations: list[Violation], outcome: Outcome, mini
              f"{len(violations)} violation(s) of DESIGN §6"]
     lines += [f"  {v}" for v in violations[:12]]
     if outcome.errors:
-        lines.append("relay failures:")
-        lines += ["  " + e.replace("\n", "\n  ") for e in outcome.errors[:3]]
+        lines.append("relay failures (first of each kind):")
+        seen: set[str] = set()
+        for error in outcome.errors:
+            kind = error.splitlines()[0].partition(": ")[2]
+            if kind not in seen and len(seen) < 3:
+                seen.add(kind)
+                lines.append("  " + error.replace("\n", "\n  "))
     if minimal is not None:
         lines.append(f"minimal history ({len(minimal.steps)} of {len(history.steps)} steps) still breaking rule "
                      f"{violations[0].rule}:")
@@ -200,8 +208,8 @@ def report(history: History, violations: list[Violation], outcome: Outcome, mini
     return "\n".join(lines)
 
 
-def shrink(history: History, fails: Callable[[History], list[str] | None], max_runs: int = 40,
-           max_seconds: float = 240.0) -> tuple[History, list[str] | None]:
+def shrink(history: History, fails: Callable[[History], list[str] | None], max_runs: int = 25,
+           max_seconds: float = SHRINK_SECONDS) -> tuple[History, list[str] | None]:
     """Delta debugging (ddmin) over the steps, with a bounded number of re-runs; ``fails`` returns
     the run's log when the history still breaks the rule, else None."""
     steps = list(history.steps)

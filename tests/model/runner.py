@@ -421,7 +421,9 @@ class Runner:
         else:
             self.log.append(f"      sync point did not settle in {SYNC_MAX_ROUNDS} rounds")
             self.outcome.unsettled.append(self.step_number)
-        self.outcome.sync_points.append(self.step_number)
+        if self.step_number not in self.outcome.unsettled:
+            # Only a settled sync point orders the writes around it.
+            self.outcome.sync_points.append(self.step_number)
         counts: dict[int, int] = {}
         for conflict in self.meta["conflicts"].find({}, {"key": 1}):
             for index, key in enumerate(self.key_ids):
