@@ -2,18 +2,34 @@
 
 Used by the change-stream relay. The rules:
 
-- Inserts, updates and replaces write the post-image (``fullDocument: updateLookup``), converted back
-  per DESIGN §4 (type hints honoured, ``_id`` and ``_ddb`` never written). Post-images rather than
-  update descriptions: they are right on every server, and a key's last event carries its current
-  state, so within a batch only the last event per key is written.
-- A post-image whose forward mark hashes to its own content is forward sync's write (or a finished
-  round trip) coming back: an echo, skipped. An application change alters the content, so it is
-  synced even when the mark was copied along.
-- A delete that forward sync made is in the echo ledger and skipped once; a delete of a key that
-  exists again in MongoDB is superseded by the later write and skipped.
+- Echoes are recognised by write identity, never by content. Forward sync only inserts and
+  replaces documents (and deletes them), noting each write in the echo ledger first under its
+  token, which the written document's mark carries (``_ddb.sync.seq``, or ``w`` for backward
+  sync's own writes to MongoDB). An insert or replace event whose document carries a pending token
+  is that write: met once and skipped. Its id is kept, so the same event replayed after a crash is
+  met again, while an application's later ``replace_one`` that copied the mark along is a change
+  of its own. Update events are always the application's. A delete event meets a noted delete.
+- Application changes: within a batch only a key's newest change is written; inserts, updates and
+  replaces write the post-image, converted back per DESIGN §4 (type hints honoured, ``_id`` and
+  ``_ddb`` never written; a document without ``_ddb`` gets the hints of the version both stores
+  last agreed on, dynamo2mongo.typememory). A change back to an earlier content is a change like
+  any other.
+- Post-images. With ``changeStreamPreAndPostImages`` (MongoDB 6+) each event's post-image is the
+  document as that change left it. With ``updateLookup`` it is read later and may show a later
+  state; that state has its own event further on, so writing it early loses nothing, and skipping
+  a sync write's event never hides an application change, because inserts and replacements carry
+  their own document on every server. What updateLookup cannot give is an application version that
+  forward sync overwrote before it was read: that conflict is reported, but MongoDB's version
+  cannot win it.
+- An application change followed (in MongoDB) by a forward write of the key that did not know of
+  it was made on both sides inside the replication window: a conflict, resolved by the policy and
+  reported, unless forward sync already resolved and reported it.
+- A document DynamoDB cannot hold (a value or name it cannot take, a missing or malformed key, an
+  ``_id`` not following the key convention, an item it refuses) is quarantined with its key and
+  reason; every other key goes on, and a later change of the key that syncs resolves the entry.
 - Every write is noted in the ledger first (intended), made, then noted as written, so forward sync
   skips its echo exactly once. Writes are at least once: a batch replayed after a crash is written
-  again, which changes nothing in DynamoDB (its extra echo, if any, finds MongoDB already equal).
+  again, which changes nothing in DynamoDB (a write DynamoDB already holds is not made).
 - A forward conflict that ``latest_wins`` could not decide (the MongoDB change's time was unknown)
   is decided here, where that time is known.
 """
@@ -26,20 +42,31 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo import UpdateOne
+import bson
+from botocore.exceptions import ClientError
 from pymongo.collection import Collection
 
 from dynamo2mongo.canonical import content_hash
-from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, Note, identity
-from dynamo2mongo.forward import in_sync, mark_of, tombstone_id
-from dynamo2mongo.keys import key_fields
-from dynamo2mongo.types import Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
+from dynamo2mongo.forward import (
+    CONFLICT_TOKEN, DYNAMODB_PRECISION, MONGODB_PRECISION, later, mark_of,
+)
+from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
+from dynamo2mongo.keystate import KeyState, KeyStates
+from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.typememory import restore
+from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 log = logging.getLogger(__name__)
 
 _BATCH_WRITE_LIMIT = 25
 _BATCH_GET_LIMIT = 100
 ENDING_EVENTS = ("invalidate", "drop", "rename", "dropDatabase")
+DIRECTION = "backward"
+_COUNTS = ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts", "quarantined",
+           "undecided_types")
+# DynamoDB's per-item refusals: permanent for that item, whatever the retry.
+_ITEM_REFUSALS = ("ValidationException",)
 
 
 class BackwardApplyError(RuntimeError):
@@ -53,14 +80,31 @@ class StreamEnded(RuntimeError):
 @dataclass(frozen=True)
 class Event:
     id: Any
-    op: str  # "upsert" or "delete"
+    op: str  # "upsert", "delete" or "gone"
     document: dict[str, Any] | None
     at: dt.datetime
     token: Any
+    kind: str = "update"  # the change event's operationType
 
     @property
     def identity(self) -> bytes:
         return identity(self.id)
+
+    @property
+    def event_id(self) -> str:
+        return str((self.token or {}).get("_data") if isinstance(self.token, dict) else self.token)
+
+    @property
+    def write_token(self) -> str | None:
+        """The ledger slot of the sync write this event may be: a delete's tombstone, or the token in
+        the mark of an inserted or replacing document, which is that write's own (an update event's
+        post-image is never a sync write: the sync only inserts and replaces)."""
+        if self.op == "delete":
+            return TOMBSTONE
+        if self.op == "upsert" and self.kind in ("insert", "replace"):
+            mark = mark_of(self.document)
+            return mark.get("w") or mark.get("seq") or None
+        return None
 
 
 @dataclass
@@ -72,13 +116,15 @@ class BackwardResult:
     skipped: int = 0
     collapsed: int = 0
     conflicts: int = 0
+    quarantined: int = 0
+    undecided_types: int = 0
     newest_at: dt.datetime | None = None
     # The newest change made in MongoDB by someone other than forward sync (not an echo).
     newest_independent: dt.datetime | None = None
     last_token: Any = None
 
     def add(self, other: "BackwardResult") -> None:
-        for name in ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts"):
+        for name in _COUNTS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         if other.newest_at and (self.newest_at is None or other.newest_at > self.newest_at):
             self.newest_at = other.newest_at
@@ -89,7 +135,7 @@ class BackwardResult:
         self.last_token = other.last_token or self.last_token
 
     def counts(self) -> dict[str, int]:
-        return {n: getattr(self, n) for n in ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts")}
+        return {n: getattr(self, n) for n in _COUNTS}
 
 
 def to_event(change: dict[str, Any], collection_name: str, still_there: Any = lambda: False) -> Event | None:
@@ -118,10 +164,10 @@ def to_event(change: dict[str, Any], collection_name: str, still_there: Any = la
         if not document or "_id" not in document:
             # The document was deleted before its post-image was looked up: the delete event follows.
             key = (change.get("documentKey") or {}).get("_id")
-            return Event(key, "gone", None, at, token)
-        return Event(document["_id"], "upsert", document, at, token)
+            return Event(key, "gone", None, at, token, operation)
+        return Event(document["_id"], "upsert", document, at, token, operation)
     if operation == "delete":
-        return Event(change["documentKey"]["_id"], "delete", None, at, token)
+        return Event(change["documentKey"]["_id"], "delete", None, at, token, operation)
     return None
 
 
@@ -136,30 +182,115 @@ def dynamodb_key(document_id: Any, key_attrs: tuple[str, ...]) -> dict[str, Any]
 
 
 @dataclass
+class _Candidate:
+    """A key's newest application change in the batch, and the sync write that came after it."""
+
+    event: Event
+    overwritten_by: list[str] | None = None  # the tokens of a later sync write of the key
+
+
+@dataclass
 class _Plan:
-    puts: list[tuple[Event, dict[str, Any], str]] = field(default_factory=list)
+    puts: list[tuple[Event, dict[str, Any], str, list | None]] = field(default_factory=list)
     deletes: list[Event] = field(default_factory=list)
-    undo: list[Event] = field(default_factory=list)
+    restores: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
     forward_wins: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
+    poison: list[tuple[Event, str]] = field(default_factory=list)
 
 
-def _recreated_from_older_dynamodb_change(document: dict[str, Any], event: Event) -> bool:
-    """Forward sync wrote the key again after the application deleted it, from a DynamoDB change
-    made before that delete: both sides changed the key inside the replication window."""
-    mark = mark_of(document)
-    at = mark.get("at")
-    if at is not None and at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
-    return in_sync(document) and at is not None and at < event.at
+def _classify(events: list[Event], entries: dict[bytes, LedgerEntry], result: BackwardResult,
+              consumed: list[tuple[Note, str]]) -> dict[bytes, _Candidate]:
+    """Sync writes (by their ledger token, each met once; a replayed event by its id) are echoes;
+    the newest application change of each key is the candidate to write to DynamoDB."""
+    latest: dict[bytes, _Candidate] = {}
+    for event in events:
+        if event.op == "gone":
+            # Deleted before its post-image was read: the delete event follows.
+            result.skipped += 1
+            continue
+        entry = entries.get(event.identity)
+        slot = event.write_token
+        if entry is not None and slot is not None:
+            tokens = entry.pending.get(slot)
+            if entry.met.get(slot) == event.event_id or tokens:
+                if tokens and entry.met.get(slot) != event.event_id:
+                    consumed.append(((event.id, slot, tokens.pop(0)), event.event_id))
+                    met_tokens = [consumed[-1][0][2]]
+                    if not tokens:
+                        del entry.pending[slot]
+                else:
+                    met_tokens = []
+                result.echoes += 1
+                if event.identity in latest and latest[event.identity].overwritten_by is None:
+                    latest[event.identity].overwritten_by = met_tokens
+                continue
+        if event.identity in latest:
+            result.collapsed += 1
+            del latest[event.identity]
+        latest[event.identity] = _Candidate(event)
+    return latest
 
 
-def _delete_wins(ledger: EchoLedger, policy: str, event: Event, document: dict[str, Any]) -> bool:
-    wins = policy in ("mongodb_wins", "latest_wins")
-    ledger.report_conflict(
-        event.id, policy, "mongodb" if wins else "dynamodb", document, None, event.at,
-        "the application deleted the key while DynamoDB changed it; forward sync had written the change back",
-    )
-    return wins
+def _overwritten(candidate: _Candidate, now: dict[str, Any] | None, entry: LedgerEntry | None) -> list[str] | None:
+    """The tokens of the sync write that replaced or deleted the key after this change, if any:
+    met later in this batch, or still ahead in the change stream (the document holds it, unmet)."""
+    if candidate.overwritten_by is not None:
+        return candidate.overwritten_by
+    if entry is None:
+        return None
+    slot = TOMBSTONE if now is None else (mark_of(now).get("w") or mark_of(now).get("seq"))
+    return entry.pending.get(slot) if slot else None
+
+
+def _both_wrote(event: Event, tokens: list[str], entry: LedgerEntry | None, policy: str, exact: bool,
+                ledger: EchoLedger, now: dict[str, Any] | None, result: BackwardResult) -> bool:
+    """The application changed the key, and forward sync wrote DynamoDB's change over it before
+    backward sync read it: a conflict. True when MongoDB's change is to win (and is known)."""
+    if any(t.startswith(CONFLICT_TOKEN) for t in tokens):
+        # Forward sync saw this change, resolved the conflict for DynamoDB and reported it.
+        result.skipped += 1
+        return False
+    result.conflicts += 1
+    dynamodb_at = entry.changed_at if entry is not None else None
+    if policy == "mongodb_wins":
+        winner = "mongodb"
+    elif policy == "latest_wins":
+        winner = "dynamodb" if dynamodb_at is None else later(dynamodb_at, DYNAMODB_PRECISION, event.at, MONGODB_PRECISION)
+    else:
+        winner = "dynamodb"
+    known = exact or event.op == "delete"
+    detail = "the application changed the key while forward sync wrote a DynamoDB change over it"
+    if winner == "mongodb" and not known:
+        winner = "dynamodb"
+        detail += ("; MongoDB's version was overwritten before backward sync could read it (post-images are "
+                   "not exact: enable changeStreamPreAndPostImages on the collection)")
+    ledger.report_conflict(event.id, policy, winner, now, event.document, event.at, detail,
+                           dynamodb_at=dynamodb_at, mongodb_at=event.at)
+    if winner != "mongodb":
+        result.skipped += 1
+    return winner == "mongodb"
+
+
+def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None,
+             result: BackwardResult, ledger: EchoLedger) -> tuple[dict[str, Any], list | None]:
+    """The DynamoDB item of an application's document, or Unrepresentable saying why it has none."""
+    document = event.document
+    try:
+        expected = document_id(document, key_attrs)
+    except MissingKeyField as error:
+        raise Unrepresentable(f"{error}; write every key field") from None
+    if expected != event.id:
+        raise Unrepresentable(
+            f"_id {event.id!r} does not follow the key convention: the key fields give {expected!r}. Derive _id "
+            f"with dynamo2mongo.keys.document_id (a second document for one DynamoDB item is refused)"
+        )
+    document, undecided = restore(document, state.t if state is not None else None)
+    if undecided:
+        result.undecided_types += len(undecided)
+        log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "
+                    "DynamoDB types; written as their plain types", ledger.table, event.id, undecided)
+    item = document_to_item(document)
+    return item, ((document.get(RESERVED) or {}).get("t"))
 
 
 def _current_hashes(dynamodb: Any, table: str, key_attrs: tuple[str, ...], ids: list[Any]) -> dict[bytes, str]:
@@ -181,16 +312,35 @@ def _current_hashes(dynamodb: Any, table: str, key_attrs: tuple[str, ...], ids: 
     return found
 
 
-def _batch_write(dynamodb: Any, table: str, requests: list[dict[str, Any]]) -> None:
-    for start in range(0, len(requests), _BATCH_WRITE_LIMIT):
-        pending = {table: requests[start : start + _BATCH_WRITE_LIMIT]}
+def _batch_write(dynamodb: Any, table: str, puts: list[tuple[Event, dict[str, Any]]]) -> list[tuple[Event, str]]:
+    """Put the items; returns those DynamoDB refused, each with its reason.
+
+    A batch DynamoDB refuses as a whole (one item it cannot hold fails all 25) is retried item by
+    item, so that only the refused item is held back.
+    """
+    refused: list[tuple[Event, str]] = []
+    for start in range(0, len(puts), _BATCH_WRITE_LIMIT):
+        chunk = puts[start : start + _BATCH_WRITE_LIMIT]
+        pending = {table: [{"PutRequest": {"Item": item}} for _, item in chunk]}
         delay = 0.05
-        while pending:
-            pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-            if pending:
-                # Throttled: back off before retrying only what was not processed.
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        try:
+            while pending:
+                pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if pending:
+                    # Throttled: back off before retrying only what was not processed.
+                    time.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") not in _ITEM_REFUSALS:
+                raise
+            for event, item in chunk:
+                try:
+                    dynamodb.put_item(TableName=table, Item=item)
+                except ClientError as single:
+                    if single.response.get("Error", {}).get("Code") not in _ITEM_REFUSALS:
+                        raise
+                    refused.append((event, f"DynamoDB refused the item: {single.response['Error'].get('Message')}"))
+    return refused
 
 
 def apply_events(
@@ -202,103 +352,98 @@ def apply_events(
     collection: Collection,
     ledger: EchoLedger,
     policy: str,
-    tombstones: Collection,
-    applied_seq: str | None,
+    keys: KeyStates,
+    quarantine: Quarantine | None = None,
+    exact_images: bool = False,
 ) -> BackwardResult:
     """Write one batch of change events to DynamoDB; safe to repeat.
 
-    ``applied_seq`` is the newest stream sequence number forward sync has applied (its checkpoint).
+    ``exact_images``: the events' post-images are the documents as each change left them (MongoDB 6+
+    with ``changeStreamPreAndPostImages``), not looked up later. Without, a post-image may show a
+    later state of the document than its event; that later state has its own event further on, so
+    writing it early loses nothing, and skipping a sync write's event never hides an application
+    change (the sync's writes are inserts and replacements, whose events carry their own document
+    on every server). What is lost without exact images is an application version that forward
+    sync overwrote before backward sync read it: the conflict is still reported, but MongoDB's
+    version cannot win it.
     """
     result = BackwardResult(events=len(events))
     if not events:
         return result
     result.newest_at = max(e.at for e in events)
     result.last_token = events[-1].token
-    forward_deletes = ledger.pending(TO_MONGODB, [e.id for e in events if e.op == "delete"])
-    consumed: list[Note] = []
-    latest: dict[bytes, Event] = {}
-    for event in events:
-        if event.op == "gone":
+    ids = list({e.identity: e.id for e in events}.values())
+    entries = ledger.lookup(TO_MONGODB, ids)
+    consumed: list[tuple[Note, str]] = []
+    latest = _classify(events, entries, result, consumed)
+    if latest:
+        result.newest_independent = max(c.event.at for c in latest.values())
+    wanted = [c.event.id for c in latest.values()]
+    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": wanted}})} if wanted else {}
+    states = keys.read(wanted)
+    deferred = ledger.deferred(wanted)
+    plan = _Plan()
+    for key, candidate in latest.items():
+        event, now = candidate.event, current.get(key)
+        tokens = _overwritten(candidate, now, entries.get(key))
+        restore_in_mongodb = False
+        if tokens is not None:
+            if not _both_wrote(event, tokens, entries.get(key), policy, exact_images, ledger, now, result):
+                continue
+            restore_in_mongodb = True
+        elif event.op == "delete" and now is not None:
+            # Written again after the delete: the delete is superseded by that write.
             result.skipped += 1
             continue
-        if event.op == "upsert" and in_sync(event.document):
-            result.echoes += 1
-            continue
-        if event.op == "delete" and forward_deletes.get(event.identity, {}).get(TOMBSTONE):
-            consumed.append((event.id, TOMBSTONE, forward_deletes[event.identity][TOMBSTONE].pop(0)))
-            result.echoes += 1
-            continue
-        if event.identity in latest:
-            result.collapsed += 1
-            del latest[event.identity]
-        latest[event.identity] = event
-    if latest:
-        result.newest_independent = max(e.at for e in latest.values())
-    deferred = ledger.deferred([e.id for e in latest.values()])
-    plan = _Plan()
-    deleted_ids = [e.id for e in latest.values() if e.op == "delete"]
-    still_there = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": deleted_ids}})} if deleted_ids else {}
-    for event in latest.values():
         if event.op == "delete":
-            document = still_there.get(event.identity)
-            if document is None:
-                plan.deletes.append(event)
-            elif _recreated_from_older_dynamodb_change(document, event) and _delete_wins(
-                ledger, policy, event, document
-            ):
-                result.conflicts += 1
-                plan.deletes.append(event)
-                plan.undo.append(event)
-            else:
-                # Written again after the delete (by the application, or by forward sync from a newer
-                # DynamoDB change): the delete is superseded.
-                result.conflicts += int(_recreated_from_older_dynamodb_change(document, event))
-                result.skipped += 1
+            plan.deletes.append(event)
+            if restore_in_mongodb:
+                plan.restores.append((event, None))
             continue
         try:
-            item = document_to_item(event.document)
+            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger)
         except Unrepresentable as error:
-            raise BackwardApplyError(
-                f"table {source_table!r}: document _id={event.id!r} cannot be written to DynamoDB: {error.reason}. "
-                f"Fix the document in MongoDB; the relay resumes from this change"
-            ) from error
+            plan.poison.append((event, error.reason))
+            continue
         digest = content_hash(item)
-        waiting = deferred.get(event.identity)
+        waiting = deferred.get(key)
         if waiting is not None:
             result.conflicts += 1
             if waiting["created"] > event.at:
                 plan.forward_wins.append((event, waiting))
                 continue
-        plan.puts.append((event, item, digest))
+        plan.puts.append((event, item, digest, hints))
+        if restore_in_mongodb:
+            plan.restores.append((event, event.document))
     if deferred:
-        ledger.clear_deferred([e.id for e in latest.values() if e.identity in deferred])
+        ledger.clear_deferred([c.event.id for k, c in latest.items() if k in deferred])
+    _quarantine(plan.poison, quarantine, source_table, result)
     for event, waiting in plan.forward_wins:
         ledger.resolve_deferred(event.id, policy, "dynamodb", waiting, event.document, event.at)
-        if waiting["document"] is None:
-            notes = ledger.intend(TO_MONGODB, [(event.id, TOMBSTONE)], event.at)
-            collection.delete_one({"_id": event.id})
-            ledger.confirm(TO_MONGODB, notes)
-        else:
-            collection.replace_one({"_id": event.id}, waiting["document"], upsert=True)
-    for event, _, _ in plan.puts:
+        _write_mongodb(collection, ledger, keys, event, waiting["document"])
+    for event, _, _, _ in plan.puts:
         if event.identity in deferred:
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
-    if plan.undo:
-        notes = ledger.intend(TO_MONGODB, [(e.id, TOMBSTONE) for e in plan.undo], result.newest_at)
-        collection.delete_many({"_id": {"$in": [e.id for e in plan.undo]}})
-        ledger.confirm(TO_MONGODB, notes)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
-    # it, so its echo would never come back, and there is nothing to sync anyway.
-    holding = _current_hashes(dynamodb, source_table, key_attrs, [e.id for e, _, _ in plan.puts] + [e.id for e in plan.deletes])
-    unchanged = len(plan.puts) + len(plan.deletes)
-    plan.puts = [(e, item, d) for e, item, d in plan.puts if holding.get(e.identity) != d]
+    # it, so its echo would never come back; both stores already agree on it.
+    holding = _current_hashes(dynamodb, source_table, key_attrs,
+                              [e.id for e, _, _, _ in plan.puts] + [e.id for e in plan.deletes])
+    agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
+    plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]
+    unchanged = [e for e in plan.deletes if e.identity not in holding]
     plan.deletes = [e for e in plan.deletes if e.identity in holding]
-    result.skipped += unchanged - len(plan.puts) - len(plan.deletes)
-    writes = [(e.id, d) for e, _, d in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
+    result.skipped += len(agreed) + len(unchanged)
+    keys.record_backward(agreed + [(e.id, TOMBSTONE, None) for e in unchanged] + [(e.id, d, h) for e, _, d, h in plan.puts]
+                         + [(e.id, TOMBSTONE, None) for e in plan.deletes], result.newest_at)
+    writes = [(e.id, d) for e, _, d, _ in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
     missed: list[Note] = []
+    refused_ids: set[bytes] = set()
     if writes:
         notes = ledger.intend(TO_DYNAMODB, writes, result.newest_at)
-        _batch_write(dynamodb, source_table, [{"PutRequest": {"Item": item}} for _, item, _ in plan.puts])
+        refused = _batch_write(dynamodb, source_table, [(e, item) for e, item, _, _ in plan.puts])
+        refused_ids = {e.identity for e, _ in refused}
+        missed.extend(n for n in notes[: len(plan.puts)] if identity(n[0]) in refused_ids)
+        _quarantine(refused, quarantine, source_table, result)
         for e, note in zip(plan.deletes, notes[len(plan.puts):]):
             # DynamoDB may have deleted the item itself since it was read: that delete writes no
             # stream record, so its echo would never come back.
@@ -307,17 +452,46 @@ def apply_events(
                 missed.append(note)
         ledger.withdraw(TO_DYNAMODB, missed)
         ledger.confirm(TO_DYNAMODB, [n for n in notes if n not in missed])
-    if plan.deletes and applied_seq is not None:
-        # Every stream record forward sync has applied is older than these deletes: a forward replay
-        # (after a crash) must not bring the keys back.
-        tombstones.bulk_write(
-            [UpdateOne({"_id": tombstone_id(ledger.table, e.id)},
-                       {"$max": {"seq": applied_seq}, "$set": {"at": e.at, "src": "mongodb"}}, upsert=True)
-             for e in plan.deletes],
-            ordered=False,
-        )
-    result.written = len(plan.puts)
-    result.deleted = len(plan.deletes) - len(missed)
-    ledger.consume(TO_MONGODB, consumed)
+    for event, document in plan.restores:
+        if event.identity not in refused_ids:
+            _write_mongodb(collection, ledger, keys, event, document)
+    result.written = len(plan.puts) - len(refused_ids)
+    result.deleted = len(plan.deletes) - sum(1 for n in missed if n[1] == TOMBSTONE)
+    if consumed:
+        ledger.consume(TO_MONGODB, [note for note, _ in consumed], events=[e for _, e in consumed])
+    if quarantine is not None:
+        synced = [e.id for e, _, _, _ in plan.puts if e.identity not in refused_ids] + [e.id for e in plan.deletes]
+        synced += [i for i, _, _ in agreed] + [e.id for e in unchanged]
+        if synced:
+            quarantine.resolve(DIRECTION, synced)
     return result
 
+
+def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, event: Event,
+                   document: dict[str, Any] | None) -> None:
+    """Write a version that won a conflict to MongoDB as a sync write: noted first, by a token of its
+    own in its mark, so that this relay meets its change event as an echo."""
+    token = f"b{bson.ObjectId()}"
+    if document is None:
+        notes = ledger.intend_tokens(TO_MONGODB, [(event.id, TOMBSTONE, token)], event.at)
+        collection.delete_one({"_id": event.id})
+    else:
+        document = dict(document)
+        reserved = dict(document.get(RESERVED) or {})
+        reserved["sync"] = {**(reserved.get("sync") or {}), "w": token}
+        document[RESERVED] = reserved
+        notes = ledger.intend_tokens(TO_MONGODB, [(event.id, token, token)], event.at)
+        collection.replace_one({"_id": event.id}, document, upsert=True)
+    ledger.confirm(TO_MONGODB, notes)
+
+
+def _quarantine(poison: list[tuple[Event, str]], quarantine: Quarantine | None, table: str,
+                result: BackwardResult) -> None:
+    for event, reason in poison:
+        if quarantine is None:
+            raise BackwardApplyError(
+                f"table {table!r}: document _id={event.id!r} cannot be written to DynamoDB: {reason}"
+            )
+        log.error("table %s: document _id=%r cannot be written to DynamoDB: %s; quarantined", table, event.id, reason)
+        quarantine.put(DIRECTION, event.id, reason, event.document, position=event.token)
+        result.quarantined += 1

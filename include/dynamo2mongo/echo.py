@@ -22,6 +22,7 @@ retention; nothing older can echo.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass, field
 from typing import Any
 
 import bson
@@ -36,9 +37,14 @@ TO_MONGODB = "to_mongodb"
 TOMBSTONE = "-"
 INTENDED = "i"
 WRITTEN = "w"
-# Met echoes stay, with the sequence number of the record that brought them back: a forward replay
-# after a crash meets the same records again and must still take them for echoes.
+# Met echoes stay, with the sequence number of the record (forward) or the id of the change event
+# (backward) that brought them back: a replay after a crash meets the same records again and must
+# still take them for echoes.
 MET = "c"
+# Writes a conflict resolution overruled: DynamoDB's winner was written back over them, so their
+# echoes, still on their way, are met but not applied.
+OVERRULED = "o"
+APPLIES = "applies"
 
 
 def identity(document_id: Any) -> bytes:
@@ -47,6 +53,31 @@ def identity(document_id: Any) -> bytes:
 
 # (document_id, content hash, token): one write and its ledger entry.
 Note = tuple[Any, str, str]
+
+
+@dataclass
+class LedgerEntry:
+    """One key's entry in one direction, as read at the start of a batch; ``meet`` consumes."""
+
+    document_id: Any = None
+    pending: dict[str, list[str]] = field(default_factory=dict)
+    overruled: dict[str, list[str]] = field(default_factory=dict)
+    met: dict[str, str] = field(default_factory=dict)
+    changed_at: dt.datetime | None = None
+
+    def meet(self, change: Any) -> tuple[str, Note | None] | None:
+        """Whether ``change`` (with ``hash`` and ``seq``) is the echo of a noted write: ``(APPLIES or
+        OVERRULED, the note it consumes)``, ``(APPLIES, None)`` for one met before a restart, or None."""
+        if self.met.get(change.hash, "") >= change.seq:
+            return APPLIES, None
+        for kind, slots in ((OVERRULED, self.overruled), (APPLIES, self.pending)):
+            tokens = slots.get(change.hash)
+            if tokens:
+                note = (change.id, change.hash, tokens.pop(0))
+                if not tokens:
+                    del slots[change.hash]
+                return kind, note
+        return None
 
 
 class EchoLedger:
@@ -80,6 +111,25 @@ class EchoLedger:
                 found[identity(doc["_id"]["k"])] = writes
         return found
 
+    def lookup(self, direction: str, document_ids: list[Any]) -> dict[bytes, LedgerEntry]:
+        """Every key's entry in one read: pending writes (written ones first), overruled ones, met ones."""
+        if not document_ids:
+            return {}
+        found: dict[bytes, LedgerEntry] = {}
+        for doc in self.collection.find({"_id": {"$in": [self._id(direction, i) for i in document_ids]}}):
+            entry = LedgerEntry(doc["_id"]["k"], met=doc.get(MET) or {}, changed_at=doc.get("at"))
+            if entry.changed_at is not None and entry.changed_at.tzinfo is None:
+                entry.changed_at = entry.changed_at.replace(tzinfo=dt.timezone.utc)
+            for state in (WRITTEN, INTENDED):
+                for h, tokens in (doc.get(state) or {}).items():
+                    if tokens:
+                        entry.pending.setdefault(h, []).extend(sorted(tokens))
+            for h, tokens in (doc.get(OVERRULED) or {}).items():
+                if tokens:
+                    entry.overruled[h] = sorted(tokens)
+            found[identity(entry.document_id)] = entry
+        return found
+
     def met(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, str]]:
         """Echoes already met per key: ``{identity: {hash: sequence number of the record}}``."""
         if not document_ids:
@@ -95,7 +145,10 @@ class EchoLedger:
 
     def intend(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime) -> list[Note]:
         """Note writes (``(document_id, hash)``) about to be made: their echo may come back any time now."""
-        notes = [(k, h, str(bson.ObjectId())) for k, h in writes]
+        return self.intend_tokens(direction, [(k, h, str(bson.ObjectId())) for k, h in writes], at)
+
+    def intend_tokens(self, direction: str, notes: list[Note], at: dt.datetime) -> list[Note]:
+        """``intend`` with the writes' own tokens (forward sync's: the record's sequence number)."""
         if notes:
             self.collection.bulk_write(
                 [UpdateOne({"_id": self._id(direction, k)}, {"$set": {f"{INTENDED}.{h}": {t: 1}, "at": at}},
@@ -114,6 +167,16 @@ class EchoLedger:
                 ordered=False,
             )
 
+    def overrule(self, direction: str, notes: list[Note]) -> None:
+        """A conflict resolution wrote over these writes: their echoes are to be met, not applied."""
+        if notes:
+            updates = []
+            for k, h, t in notes:
+                for state in (INTENDED, WRITTEN):
+                    updates.append(UpdateOne({"_id": self._id(direction, k)},
+                                              {"$rename": {f"{state}.{h}.{t}": f"{OVERRULED}.{h}.{t}"}}))
+            self.collection.bulk_write(updates, ordered=True)
+
     def withdraw(self, direction: str, notes: list[Note]) -> None:
         """Intended writes that turned out to change nothing: no echo will come back for them."""
         if notes:
@@ -127,21 +190,28 @@ class EchoLedger:
         """Drop every entry of one direction: for writes whose echoes can no longer be met."""
         return self.collection.delete_many({"_id.t": self.table, "_id.d": direction}).deleted_count
 
-    def consume(self, direction: str, echoes: list[Note], seqs: list[str] | None = None) -> None:
+    def consume(self, direction: str, echoes: list[Note], seqs: list[str] | None = None,
+                events: list[str] | None = None) -> None:
         """The writes whose echo was met stop being pending, whether confirmed yet or not; with
-        ``seqs`` (the records that brought them back) they are kept as met, for replays."""
+        ``seqs`` (the records that brought them back) or ``events`` (the ids of the change events)
+        they are kept as met, for replays."""
         if echoes:
             updates = []
             for position, (k, h, t) in enumerate(echoes):
-                update: dict[str, Any] = {"$unset": {f"{INTENDED}.{h}.{t}": "", f"{WRITTEN}.{h}.{t}": ""}}
+                update: dict[str, Any] = {"$unset": {f"{INTENDED}.{h}.{t}": "", f"{WRITTEN}.{h}.{t}": "",
+                                                     f"{OVERRULED}.{h}.{t}": ""}}
                 if seqs is not None:
                     update["$max"] = {f"{MET}.{h}": seqs[position]}
+                if events is not None:
+                    update["$set"] = {f"{MET}.{h}": events[position]}
                 updates.append(UpdateOne({"_id": self._id(direction, k)}, update))
             self.collection.bulk_write(updates, ordered=False)
 
     def report_conflict(self, document_id: Any, policy: str, resolution: str, dynamodb: Any, mongodb: Any,
-                        at: dt.datetime, detail: str) -> None:
-        """Every conflict is kept with both versions, whatever the policy decided."""
+                        at: dt.datetime, detail: str, *, dynamodb_at: dt.datetime | None = None,
+                        mongodb_at: dt.datetime | None = None) -> None:
+        """Every conflict is kept with both versions and both sides' times (with their precision),
+        whatever the policy decided."""
         self.conflicts.insert_one(
             {
                 "table": self.table,
@@ -152,6 +222,10 @@ class EchoLedger:
                 "mongodb": mongodb,
                 "detail": detail,
                 "at": at,
+                "times": {
+                    "dynamodb": {"at": dynamodb_at, "precision_seconds": 1.0},
+                    "mongodb": {"at": mongodb_at, "precision_seconds": 0.001},
+                },
             }
         )
 
@@ -192,6 +266,8 @@ class EchoLedger:
             waiting.get("document"),
             mongodb,
             at,
-            f"decided by backward sync: DynamoDB change at {waiting['created'].isoformat()}, MongoDB change at "
+            dynamodb_at=waiting["created"],
+            mongodb_at=at,
+            detail=f"decided by backward sync: DynamoDB change at {waiting['created'].isoformat()}, MongoDB change at "
             f"{at.isoformat()}",
         )

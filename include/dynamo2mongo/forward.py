@@ -3,15 +3,22 @@
 Both engines, the Lambda handler and the relay, hand ``apply_records`` the records of one batch in
 stream order. The rules:
 
-- INSERT and MODIFY replace the document with the converted NewImage; REMOVE deletes it.
-- Within a batch only the last record per key is written: records of one key arrive in order, so the
-  last one is the key's newest state, and skipping the earlier ones changes nothing at the end.
-- A record is applied only when its sequence number is newer than the one the document carries
-  (``_ddb.sync.seq``) or, for a deleted key, than the key's tombstone. Duplicate delivery, a retried
-  batch and a replay from TRIM_HORIZON therefore change nothing.
-- Every written document carries the forward mark ``_ddb.sync = {src, h, seq, at}``: ``h`` is the
-  content hash (dynamo2mongo.canonical) that backward sync compares to tell an echo from an
-  application change.
+- INSERT and MODIFY replace the document with the converted NewImage; REMOVE deletes it. Only a
+  key's final state in the batch is written.
+- A record is applied only when its sequence number is newer than the key's, kept per key in the
+  metadata database (dynamo2mongo.keystate), where an application rewriting the whole document
+  cannot erase it. Duplicate delivery, a retried batch and a replay from TRIM_HORIZON change
+  nothing.
+- Backward sync's own writes coming back are recognised by their ledger token (dynamo2mongo.echo):
+  DynamoDB Streams carry no writer's id, so the token stands for one write, made once, whose record
+  is the key's first record of that content after the write was noted; a content written twice
+  has two tokens and two echoes. Content equality alone is never taken for an echo.
+- Every written document carries the forward mark ``_ddb.sync = {src, h, seq, at}``: ``seq`` is
+  the write's token, which backward sync looks for in the change event of exactly that write.
+- TTL expiries (the stream names DynamoDB itself as the writer) are applied as deletes, marked in
+  the key's state, and are neither conflicts nor writes by an application.
+- A record that cannot be converted, or whose write MongoDB refuses, is quarantined
+  (dynamo2mongo.quarantine); every other key goes on.
 
 Sequence numbers are decimal strings of up to 40 digits, ordered per item key across a stream's
 shards (a child shard's records follow its parent's); they are stored zero-padded to 40 characters
@@ -26,22 +33,35 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import bson
-from pymongo import DeleteOne, ReplaceOne, UpdateOne
+from pymongo import DeleteOne, ReplaceOne
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from dynamo2mongo.canonical import content_hash
-from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, Note, identity
+from dynamo2mongo.echo import (
+    OVERRULED, TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity,
+)
 from dynamo2mongo.export import MalformedRecord
 from dynamo2mongo.export.ddbjson import item_from_json
+from dynamo2mongo.keystate import KeyState, KeyStates
 from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
+from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 log = logging.getLogger(__name__)
 
 SOURCE = "dynamodb"
+DIRECTION = "forward"
 SEQ_WIDTH = 40
 EVENTS = ("INSERT", "MODIFY", "REMOVE")
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+UNKNOWN = "?"
+# The ledger token of a MongoDB write that resolved a conflict: backward sync meeting an older
+# application change of that key knows it already lost and was reported.
+CONFLICT_TOKEN = "c"
+# ApproximateCreationDateTime is rounded down to the second; a change event's wallTime to the ms.
+DYNAMODB_PRECISION = 1.0
+MONGODB_PRECISION = 0.001
 
 
 class ForwardApplyError(RuntimeError):
@@ -59,11 +79,17 @@ class Change:
     document: dict[str, Any] | None
     hash: str = TOMBSTONE
     keys: dict[str, Any] | None = None
+    ttl: bool = False
+    record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> bytes:
         """Equal for equal ``_id`` values (a dict ``_id`` is not hashable)."""
         return bson.encode({"k": self.id})
+
+    @property
+    def hints(self) -> list | None:
+        return ((self.document or {}).get(RESERVED) or {}).get("t")
 
 
 @dataclass
@@ -80,6 +106,7 @@ class ApplyResult:
     newest_independent: dt.datetime | None = None
     last_seq: str | None = None
     failed: list[tuple[Change, str]] = field(default_factory=list)
+    unconvertible: int = 0
 
     def add(self, other: "ApplyResult") -> None:
         self.records += other.records
@@ -97,6 +124,7 @@ class ApplyResult:
             self.newest_independent = other.newest_independent
         self.last_seq = other.last_seq or self.last_seq
         self.failed.extend(other.failed)
+        self.unconvertible += other.unconvertible
 
     def counts(self) -> dict[str, int]:
         return {
@@ -107,7 +135,7 @@ class ApplyResult:
             "collapsed": self.collapsed,
             "echoes": self.echoes,
             "conflicts": self.conflicts,
-            "failed": len(self.failed),
+            "quarantined": len(self.failed) + self.unconvertible,
         }
 
 
@@ -157,7 +185,7 @@ def to_change(
         document_id = item_to_document(keys, key_attrs)["_id"]
         created = _created(data.get("ApproximateCreationDateTime"))
         if event == "REMOVE":
-            return Change(document_id, seq, created, event, None, TOMBSTONE, keys)
+            return Change(document_id, seq, created, event, None, TOMBSTONE, keys, is_expiry(record), record)
         if "NewImage" not in data:
             raise MalformedRecord(
                 "the record has no NewImage: the stream's view type must be NEW_AND_OLD_IMAGES (or NEW_IMAGE)"
@@ -172,30 +200,7 @@ def to_change(
         ) from error
     mark = forward_mark(item, seq, created)
     document.setdefault(RESERVED, {})["sync"] = mark
-    return Change(document["_id"], seq, created, event, document, mark["h"], keys)
-
-
-def tombstone_id(table: str, document_id: Any) -> dict[str, Any]:
-    return {"t": table, "k": document_id}
-
-
-def last_per_key(changes: list[Change], echoes: set[int] = frozenset()) -> tuple[list[tuple[Change, bool, Change | None]], int]:
-    """The last change of each key (in the order keys were last changed), and how many were dropped.
-
-    Each entry is ``(change, is_echo, overtaken)``: when the last change is an echo (position in
-    ``echoes``), ``overtaken`` is the last independent change of the key it overtook in this batch.
-    """
-    latest: dict[bytes, tuple[Change, bool, Change | None]] = {}
-    dropped = 0
-    for position, change in enumerate(changes):
-        previous = latest.pop(change.identity, None)
-        independent = None
-        if previous is not None:
-            dropped += 1
-            independent = previous[2] if previous[1] else previous[0]
-        is_echo = position in echoes
-        latest[change.identity] = (change, is_echo, independent if is_echo else None)
-    return list(latest.values()), dropped
+    return Change(document["_id"], seq, created, event, document, mark["h"], keys, record=record)
 
 
 def _not_newer(seq: str) -> dict[str, Any]:
@@ -203,23 +208,39 @@ def _not_newer(seq: str) -> dict[str, Any]:
     return {f"{RESERVED}.sync.seq": {"$not": {"$gte": seq}}}
 
 
+def is_expiry(record: dict[str, Any]) -> bool:
+    """A REMOVE made by DynamoDB's TTL: the stream names the service as the writer."""
+    writer = record.get("userIdentity") or {}
+    return writer.get("type") == "Service" and writer.get("principalId") == TTL_PRINCIPAL
+
+
+def document_hash(document: dict[str, Any] | None) -> str:
+    """The content hash of what a MongoDB document maps to in DynamoDB (a tombstone for none).
+
+    A document DynamoDB cannot hold hashes to ``UNKNOWN``, equal to no synced version.
+    """
+    if document is None:
+        return TOMBSTONE
+    try:
+        return content_hash(document_to_item(document))
+    except Unrepresentable:
+        return UNKNOWN
+
+
 def mark_of(document: dict[str, Any] | None) -> dict[str, Any]:
     return ((document or {}).get(RESERVED) or {}).get("sync") or {}
 
 
-def in_sync(document: dict[str, Any]) -> bool:
-    """Whether the document still holds what the last sync wrote (its mark's hash is its content's).
-
-    A document changed by the application since then does not: that change has not reached
-    DynamoDB yet, or is on its way back as an echo.
-    """
+def agreed_version(document: dict[str, Any] | None, state: KeyState) -> str | None:
+    """The hash of the version both stores last agreed on; None when unknown (an application
+    document the sync never wrote nor shipped)."""
     mark = mark_of(document)
-    if mark.get("src") != SOURCE or not mark.get("h"):
-        return False
-    try:
-        return content_hash(document_to_item(document)) == mark["h"]
-    except Unrepresentable:
-        return False
+    if mark.get("seq") and mark["seq"] > state.seq:
+        # Forward sync wrote the document but stopped before recording the key's state.
+        return mark.get("h")
+    if state.h is not None:
+        return state.h
+    return TOMBSTONE if document is None else mark.get("h")
 
 
 @dataclass
@@ -236,37 +257,127 @@ class SyncContext:
     source_table: str | None = None
 
 
-def _find_echoes(
-    changes: list[Change], sync: SyncContext, result: ApplyResult
-) -> tuple[set[int], list[tuple[Note, str]], dict]:
-    """Positions of the changes that are backward sync's own writes coming back, and the ledger
-    entries they consume with the sequence numbers that met them (each write once; a replay brings
-    back records already met)."""
-    ids = [c.id for c in changes]
-    pending = sync.ledger.pending(TO_DYNAMODB, ids)
-    met = sync.ledger.met(TO_DYNAMODB, ids)
-    echoes: set[int] = set()
-    consumed: list[tuple[Note, str]] = []
-    for position, change in enumerate(changes):
-        writes = pending.get(change.identity) or {}
-        if met.get(change.identity, {}).get(change.hash, "") >= change.seq:
-            # Met before the relay was restarted: a later write of the same content, still pending,
-            # keeps its entry for its own echo.
-            echoes.add(position)
-        elif writes.get(change.hash):
-            consumed.append(((change.id, change.hash, writes[change.hash].pop(0)), change.seq))
-            if not writes[change.hash]:
-                del writes[change.hash]
-            echoes.add(position)
-    result.echoes = len(echoes)
-    return echoes, consumed, pending
+@dataclass
+class _Batch:
+    """What one batch's decisions write, in the order ``apply_changes`` makes the writes."""
+
+    writes: list[tuple[Change, bool]] = field(default_factory=list)  # (change, resolves a conflict)
+    winners: list[tuple[Change, dict[str, list[str]]]] = field(default_factory=list)
+    consumed: list[tuple[Note, str]] = field(default_factory=list)
+    overruled: list[Note] = field(default_factory=list)
+    states: list[tuple[Any, str, dict[str, Any]]] = field(default_factory=list)
 
 
-def _reassert(sync: SyncContext, winners: list[tuple[Change, set[str]]]) -> None:
+def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyState, entry: LedgerEntry,
+            sync: SyncContext | None, result: ApplyResult, batch: _Batch) -> None:
+    """One key's records of the batch, in stream order, decided against what both stores hold.
+
+    ``now`` is the content MongoDB holds (as the batch's writes will leave it), ``agreed`` the
+    version both stores last agreed on: where they differ, MongoDB holds an application change that
+    has not reached DynamoDB. An echo (a record of backward sync's own write, by its ledger token) is
+    never a conflict; it is applied only where MongoDB holds no newer application change and forward
+    sync itself had overwritten that write (a race of the two directions), never where a conflict
+    resolution overruled it.
+    """
+    applied = max(state.seq, mark_of(document).get("seq") or "")
+    agreed = agreed_version(document, state)
+    now = document_hash(document)
+    target: tuple[Change, bool] | None = None
+    fields: dict[str, Any] = {}
+    for change in group:
+        if change.seq <= applied:
+            result.skipped += 1
+            continue
+        applied = change.seq
+        if sync is not None and (met := entry.meet(change)) is not None:
+            kind, note = met
+            if note is not None:
+                batch.consumed.append((note, change.seq))
+            result.echoes += 1
+            if kind == OVERRULED:
+                continue
+            if now == agreed and change.hash != now:
+                target, now = (change, False), change.hash
+                fields = {"h": change.hash, "t": change.hints, "ttl": False}
+            else:
+                fields["h"] = change.hash
+            agreed = change.hash
+            continue
+        if not change.ttl and (result.newest_independent is None or change.created > result.newest_independent):
+            result.newest_independent = change.created
+        if change.ttl:
+            if now != agreed:
+                # The application changed the expired item in MongoDB: its change re-creates it.
+                result.skipped += 1
+                continue
+        elif sync is not None and (entry.pending or now != agreed):
+            result.conflicts += 1
+            if not _resolve(change, document, entry, sync, batch):
+                continue
+            target = (change, True)
+            now = agreed = change.hash
+            fields = {"h": change.hash, "t": change.hints, "ttl": False}
+            continue
+        target = (change, False)
+        now = agreed = change.hash
+        fields = {"h": change.hash, "t": change.hints, "ttl": change.ttl}
+    if target is not None:
+        batch.writes.append(target)
+    batch.states.append((group[0].id, applied, fields))
+
+
+def _resolve(change: Change, document: dict[str, Any] | None, entry: LedgerEntry, sync: SyncContext,
+             batch: _Batch) -> bool:
+    """Apply the conflict policy; True when DynamoDB's change is to be applied to MongoDB.
+
+    Pending ledger tokens are MongoDB versions backward sync wrote to DynamoDB after this change:
+    a DynamoDB win is then written back to DynamoDB as well, and their echoes are overruled.
+    """
+    mongo_version_in_dynamodb = bool(entry.pending)
+    mongo_at = entry.changed_at
+    if sync.policy == "mongodb_wins":
+        apply = False
+    elif sync.policy == "latest_wins":
+        if not mongo_version_in_dynamodb:
+            # The MongoDB change has not reached backward sync, so its time is unknown here: backward
+            # sync compares the two times when it meets that change.
+            sync.ledger.defer(change.id, change.created, change.seq, change.document)
+            return False
+        apply = mongo_at is None or later(change.created, DYNAMODB_PRECISION, mongo_at, MONGODB_PRECISION) == "dynamodb"
+    else:
+        apply = True
+    if apply and mongo_version_in_dynamodb:
+        batch.winners.append((change, dict(entry.pending)))
+        for h, tokens in entry.pending.items():
+            batch.overruled.extend((change.id, h, t) for t in tokens)
+        entry.pending.clear()
+    sync.ledger.report_conflict(
+        change.id, sync.policy, "dynamodb" if apply else "mongodb", change.document, document, change.created,
+        f"stream record {change.seq.lstrip('0')} ({change.event}) met an unsynced MongoDB change",
+        dynamodb_at=change.created, mongodb_at=mongo_at,
+    )
+    return apply
+
+
+def later(dynamodb_at: dt.datetime, dynamodb_precision: float, mongodb_at: dt.datetime,
+          mongodb_precision: float) -> str:
+    """Which side wrote last, ``"dynamodb"`` or ``"mongodb"``, each time known to its precision.
+
+    A stream record's time is rounded down to its precision (whole seconds), a change event's
+    ``wallTime`` to milliseconds: each write happened in ``[at, at + precision)``. Where the two
+    intervals overlap the order is unknown, and the tie goes to DynamoDB, the store of record until
+    cut-over.
+    """
+    if mongodb_at >= dynamodb_at + dt.timedelta(seconds=dynamodb_precision):
+        return "mongodb"
+    return "dynamodb"
+
+
+def _reassert(sync: SyncContext, winners: list[tuple[Change, dict[str, list[str]]]]) -> None:
     """Write DynamoDB's winning version back over the MongoDB version backward sync put there.
 
-    Only while DynamoDB still holds that MongoDB version (``losers``): had DynamoDB changed again
-    since, its newer change is in the stream and wins on its own.
+    Only while DynamoDB still holds one of those versions: had DynamoDB changed again since, its
+    newer change is in the stream and wins on its own.
     """
     for change, losers in winners:
         held = sync.dynamodb.get_item(TableName=sync.source_table, Key=change.keys, ConsistentRead=True).get("Item")
@@ -280,162 +391,85 @@ def _reassert(sync: SyncContext, winners: list[tuple[Change, set[str]]]) -> None
         sync.ledger.confirm(TO_DYNAMODB, notes)
 
 
-def _pending_application_change(document: dict[str, Any] | None, change: Change) -> bool:
-    """MongoDB holds an application change (not yet back from DynamoDB) that differs from ``change``."""
-    if document is None or in_sync(document):
-        return False
-    try:
-        return content_hash(document_to_item(document)) != change.hash
-    except Unrepresentable:
-        return True
-
-
 def apply_changes(
     changes: list[Change],
     collection: Collection,
-    tombstones: Collection,
+    keys: KeyStates,
     table: str,
-    guarded: bool = True,
     sync: SyncContext | None = None,
+    quarantine: Quarantine | None = None,
 ) -> ApplyResult:
     """Write one batch of changes (stream order) to ``collection``; safe to repeat.
 
-    Sequence numbers already held are read first, so stale records cost no write. With ``guarded``
-    (see dynamo2mongo.mongo_caps) each write also carries the sequence-number condition in its filter,
-    so a concurrent writer of the same key cannot be overwritten by an older record.
+    A record at or below the key's applied sequence number (``dynamo2mongo.keystate``) is a replay.
+    Each write carries the sequence-number condition in its filter, so a concurrent writer of the
+    same key cannot be overwritten by an older record. Only the key's final state in the batch is
+    written.
 
-    With ``sync`` (backward sync may run), the stream stays the order of truth: every record is
-    applied, except where MongoDB holds an application change that DynamoDB has not seen yet. A
-    record that is backward sync's own write coming back (an echo) meets no conflict: it is that
-    change confirmed, and applying it only renews the document's mark. Any other record meeting a
-    pending application change (or a delete backward sync has just propagated) was written on both
-    sides inside the replication window: a conflict, resolved by the policy and reported.
+    With ``sync`` (backward sync may run), each write to MongoDB is noted in the echo ledger first,
+    by its token (the record's sequence number, also in the document's mark), so backward sync
+    recognises exactly that write's change event. A record meeting a MongoDB application change that
+    DynamoDB has not seen yet is a conflict: resolved by the policy and reported.
+
+    A change MongoDB refuses (another unique index holds its key fields for a document whose
+    ``_id`` does not follow the key convention, a document over 16 MB) is quarantined and every
+    other key goes on; a later change of the key that syncs resolves the entry.
+
+    The writes are made in an order that a crash between any two of them leaves harmless: ledger
+    intents, DynamoDB write-backs, the MongoDB writes, confirmations, met echoes, key states.
     """
     result = ApplyResult(records=len(changes))
     if not changes:
         return result
     result.last_seq = max(c.seq for c in changes)
     result.newest_created = max(c.created for c in changes)
-    echo_positions: set[int] = set()
-    consumed: list[tuple[Note, str]] = []
-    pending: dict[bytes, dict[str, list[str]]] = {}
-    if sync is not None:
-        echo_positions, consumed, pending = _find_echoes(changes, sync, result)
-    latest, result.collapsed = last_per_key(changes, echo_positions)
-    independent = [c.created for p, c in enumerate(changes) if p not in echo_positions]
-    result.newest_independent = max(independent) if independent else None
-    keys = [c.id for c, _, _ in latest]
-    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": keys}})}
-    buried = {}
-    deleted_by_stream: set[bytes] = set()
-    missing = [tombstone_id(table, c.id) for c, _, _ in latest if c.identity not in current]
-    if missing:
-        for stone in tombstones.find({"_id": {"$in": missing}}, {"seq": 1, "src": 1}):
-            buried[identity(stone["_id"]["k"])] = stone["seq"]
-            if stone.get("src", SOURCE) == SOURCE:
-                deleted_by_stream.add(identity(stone["_id"]["k"]))
+    groups: dict[bytes, list[Change]] = {}
+    for change in changes:
+        groups.setdefault(change.identity, []).append(change)
+    ids = [group[0].id for group in groups.values()]
+    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": ids}})}
+    states = keys.read(ids)
+    entries = sync.ledger.lookup(TO_DYNAMODB, ids) if sync is not None else {}
+    batch = _Batch()
+    result.collapsed = len(changes) - len(groups)
+    for key, group in groups.items():
+        _decide(group, current.get(key), states.get(key, KeyState()), entries.get(key) or LedgerEntry(),
+                sync, result, batch)
+    notes: list[Note] = []
     operations: list[Any] = []
     planned: list[Change] = []
-    deletes: list[tuple[Change, bool]] = []
-    winners: list[tuple[Change, set[str]]] = []
-    for change, is_echo, overtaken in latest:
-        document = current.get(change.identity)
-        known = (mark_of(document).get("seq") or "") if document is not None else buried.get(change.identity, "")
-        if known >= change.seq:
-            result.skipped += 1
-            continue
-        if sync is not None:
-            losers = set(pending.get(change.identity) or ())
-            conflict = False
-            if is_echo and overtaken is not None:
-                # DynamoDB changed the key independently just before backward sync's write landed.
-                losers.add(change.hash)
-                change, conflict = overtaken, True
-            elif is_echo:
-                if _pending_application_change(document, change) or (
-                    document is None and change.document is not None and change.identity not in deleted_by_stream
-                ):
-                    # The application changed (or deleted) the document again since: that newer change
-                    # follows through backward sync.
-                    result.skipped += 1
-                    continue
-            else:
-                conflict = _pending_application_change(document, change) or (
-                    document is None and TOMBSTONE in (pending.get(change.identity) or {})
-                )
-            if conflict:
-                result.conflicts += 1
-                if not _resolve(change, document, losers, sync, winners):
-                    result.skipped += 1
-                    continue
-        condition = {"_id": change.id, **(_not_newer(change.seq) if guarded else {})}
+    for change, resolved in batch.writes:
+        condition = {"_id": change.id, **_not_newer(change.seq)}
         if change.document is None:
-            operations.append(DeleteOne(condition))
-            deletes.append((change, document is not None))
+            if current.get(change.identity) is not None:
+                operations.append(DeleteOne(condition))
+                planned.append(change)
+                notes.append((change.id, TOMBSTONE, (CONFLICT_TOKEN if resolved else "") + change.seq))
         else:
             operations.append(ReplaceOne(condition, change.document, upsert=True))
-        planned.append(change)
-    # Only a delete that removes a document makes a change event for backward sync to skip.
-    present = [c for c, there in deletes if there] if sync is not None else []
-    noted = sync.ledger.intend(TO_MONGODB, [(c.id, TOMBSTONE) for c in present], present[0].created) if present else []
-    if deletes:
-        # The tombstone goes first: should the delete then fail, the batch is retried and the
-        # tombstone, holding the same sequence number, is rewritten as it was.
-        tombstones.bulk_write(
-            [
-                UpdateOne(
-                    {"_id": tombstone_id(table, c.id)},
-                    {"$max": {"seq": c.seq}, "$set": {"at": c.created, "src": SOURCE}},
-                    upsert=True,
-                )
-                for c, _ in deletes
-            ],
-            ordered=False,
-        )
-    if winners:
-        _reassert(sync, winners)
+            planned.append(change)
+            notes.append((change.id, change.seq, (CONFLICT_TOKEN if resolved else "") + change.seq))
+    if sync is not None and notes:
+        sync.ledger.intend_tokens(TO_MONGODB, notes, result.newest_created)
+    if batch.winners:
+        _reassert(sync, batch.winners)
+    if batch.overruled:
+        sync.ledger.overrule(TO_DYNAMODB, batch.overruled)
     if operations:
         _write(collection, operations, planned, result)
-    if noted:
-        sync.ledger.confirm(TO_MONGODB, noted)
-    if consumed:
-        sync.ledger.consume(TO_DYNAMODB, [note for note, _ in consumed], [seq for _, seq in consumed])
+    if sync is not None and notes:
+        sync.ledger.confirm(TO_MONGODB, notes)
+    if batch.consumed:
+        sync.ledger.consume(TO_DYNAMODB, [note for note, _ in batch.consumed], [seq for _, seq in batch.consumed])
+    failed = {c.identity for c, _ in result.failed}
+    keys.record_forward([s for s in batch.states if identity(s[0]) not in failed], result.newest_created)
+    if quarantine is not None:
+        for change, reason in result.failed:
+            quarantine.put(DIRECTION, change.id, reason, change.record or change.document, position=change.seq)
+        synced = [c.id for c, _ in batch.writes if c.identity not in failed]
+        if synced:
+            quarantine.resolve(DIRECTION, synced)
     return result
-
-
-def _resolve(change: Change, document: dict[str, Any] | None, losers: set[str], sync: SyncContext,
-             winners: list[tuple[Change, set[str]]]) -> bool:
-    """Apply the conflict policy; True when DynamoDB's change is to be applied to MongoDB.
-
-    ``losers`` are the hashes of MongoDB versions backward sync wrote to DynamoDB after this change
-    (their echoes have not come back): a DynamoDB win is then written back to DynamoDB as well.
-    """
-    mongo_version_in_dynamodb = bool(losers)
-    if sync.policy == "mongodb_wins":
-        apply = False
-    elif sync.policy == "latest_wins":
-        if not mongo_version_in_dynamodb:
-            # The MongoDB change has not reached backward sync, so its time is unknown here: backward
-            # sync compares the two times when it meets that change.
-            sync.ledger.defer(change.id, change.created, change.seq, change.document)
-            return False
-        mongo_at = sync.ledger.changed_at(TO_DYNAMODB, change.id)
-        apply = mongo_at is None or change.created > mongo_at
-    else:
-        apply = True
-    if apply and mongo_version_in_dynamodb:
-        winners.append((change, losers))
-    sync.ledger.report_conflict(
-        change.id,
-        sync.policy,
-        "dynamodb" if apply else "mongodb",
-        change.document,
-        document,
-        change.created,
-        f"stream record {change.seq.lstrip('0')} ({change.event}) met an unsynced MongoDB change",
-    )
-    return apply
-
 
 def _write(collection: Collection, operations: list[Any], planned: list[Change], result: ApplyResult) -> None:
     try:
@@ -450,7 +484,9 @@ def _write(collection: Collection, operations: list[Any], planned: list[Change],
         if error.get("code") == DUPLICATE_KEY and (other := other_unique_index(error)) is not None:
             # Another unique index turned the document away: skipping it would drop the change.
             result.failed.append((change, f"unique index {other[0]} already holds {other[1]} for another "
-                                          f"document; remove the duplicate value or the index"))
+                                          f"document, whose _id does not follow the key convention (derive it "
+                                          f"with dynamo2mongo.keys.document_id) or that duplicates a value; fix "
+                                          f"that document, then run `dynamo2mongo quarantine retry`"))
         elif error.get("code") == DUPLICATE_KEY:
             # The guarded filter found a newer document and the upsert collided with it.
             result.skipped += 1
@@ -467,19 +503,33 @@ def _write(collection: Collection, operations: list[Any], planned: list[Change],
 def apply_records(
     records: list[dict[str, Any]],
     collection: Collection,
-    tombstones: Collection,
+    keys: KeyStates,
     table: str,
     key_attrs: tuple[str, ...],
     number_mapping: str = "lossless",
     binary_as_base64: bool = False,
-    guarded: bool = True,
     sync: SyncContext | None = None,
+    quarantine: Quarantine | None = None,
 ) -> ApplyResult:
-    """Convert and apply one batch of stream records (in stream order)."""
-    changes = [to_change(r, key_attrs, number_mapping, binary_as_base64) for r in records]
-    return apply_changes(changes, collection, tombstones, table, guarded, sync)
-
-
-def ensure_tombstone_expiry(tombstones: Collection, retention_hours: int = 48) -> None:
-    """Tombstones only need to outlive the stream's 24 h retention: MongoDB drops them afterwards."""
-    tombstones.create_index("at", expireAfterSeconds=retention_hours * 3600, name="expire_after_retention")
+    """Convert and apply one batch of stream records (in stream order); a record that cannot be
+    converted is quarantined (or, without a quarantine, fails the batch) and the others applied."""
+    changes: list[Change] = []
+    unconvertible = 0
+    for record in records:
+        try:
+            changes.append(to_change(record, key_attrs, number_mapping, binary_as_base64))
+        except ForwardApplyError as error:
+            if quarantine is None:
+                raise
+            unconvertible += 1
+            data = record.get("dynamodb") or {}
+            try:
+                key = item_to_document(data["Keys"], key_attrs)["_id"]
+            except (KeyError, TypeError, ValueError):
+                key = repr(data.get("Keys"))
+            log.error("table %s: %s; quarantined", table, error)
+            quarantine.put(DIRECTION, key, str(error), record, position=data.get("SequenceNumber"))
+    result = apply_changes(changes, collection, keys, table, sync, quarantine)
+    result.records += unconvertible
+    result.unconvertible = unconvertible
+    return result

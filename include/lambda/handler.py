@@ -1,19 +1,13 @@
 """AWS Lambda entry point of forward sync: one batch of DynamoDB stream records applied to MongoDB.
 
-The event source mapping (dynamo2mongo.lambda_engine) delivers each shard's records in order and
-retries from the lowest record the function names in its answer (ReportBatchItemFailures). The
-answer names:
-
-- for a key whose write MongoDB rejected, the key's earliest record in the batch: every record of that
-  key is delivered again, and those already applied are skipped by their sequence numbers;
-- a record that cannot be converted (forward.ForwardApplyError), logged with the reason. It fails
-  again on every retry; bisecting isolates it and, once the retries are spent, Lambda hands it to the
-  on-failure destination instead of dropping it unseen.
-
-The other records of the batch are applied all the same: each carries its item's whole new image, so
-applying a later record of a key never depends on an earlier one. As in the relay, backward sync's
-own writes coming back are recognised by the echo ledger, and conflicts are resolved by the table's
-policy and reported (forward.SyncContext).
+The event source mapping (dynamo2mongo.lambda_engine) delivers each shard's records in order. The
+same apply function as the relay's decides every record: replays are skipped by the key's sequence
+number kept in the metadata database (a redelivered older batch changes nothing, whatever the
+application did to the document meanwhile), backward sync's own writes coming back are recognised
+by the echo ledger, conflicts are resolved by the table's policy and reported (forward.SyncContext).
+A record that cannot be converted, or whose write MongoDB refuses, is quarantined
+(dynamo2mongo.quarantine), so it never holds the shard back; the answer names no failed item. An
+error that may heal (MongoDB unreachable) fails the invocation, and Lambda retries the batch.
 
 Settings come from the environment the deploy task sets (lambda_engine.FunctionSettings); the MongoDB
 URI is read from Secrets Manager once per execution environment (cold start), and one MongoClient
@@ -36,21 +30,19 @@ from pymongo.collection import Collection
 from dynamo2mongo import forward
 from dynamo2mongo.checkpoints import Heartbeat
 from dynamo2mongo.echo import EchoLedger
+from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.lambda_engine import FunctionSettings
-from dynamo2mongo.mongo_caps import plans_compound_filters
+from dynamo2mongo.quarantine import Quarantine
 
 log = logging.getLogger("dynamo2mongo.lambda")
 log.setLevel(logging.INFO)
 
-TOMBSTONES = "tombstones"
-
-
 @dataclass(frozen=True)
 class Runtime:
     collection: Collection
-    tombstones: Collection
+    keys: KeyStates
+    quarantine: Quarantine
     heartbeat: Heartbeat
-    guarded: bool
     sync: forward.SyncContext
 
 
@@ -63,9 +55,9 @@ def runtime(settings: FunctionSettings) -> Runtime:
     collection = client[settings.database][settings.collection]
     return Runtime(
         collection=collection,
-        tombstones=meta[TOMBSTONES],
+        keys=KeyStates(meta, settings.table),
+        quarantine=Quarantine(meta, settings.table),
         heartbeat=Heartbeat(meta, settings.table, "forward"),
-        guarded=plans_compound_filters(collection.database),
         # As in the relay: backward sync's echoes are recognised, conflicts resolved and reported.
         sync=forward.SyncContext(
             EchoLedger(meta, settings.table), settings.conflict_policy, boto3.client("dynamodb"), settings.source_table
@@ -77,34 +69,14 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
     records = event.get("Records") or []
     settings = FunctionSettings.from_env(os.environ)
     mongo = runtime(settings)
-    changes: list[forward.Change] = []
-    earliest: dict[bytes, str] = {}
-    retry: list[str | None] = []
-    unconvertible = 0
-    for record in records:
-        sequence_number = (record.get("dynamodb") or {}).get("SequenceNumber")
-        try:
-            change = forward.to_change(record, settings.key_attrs, settings.number_mapping, binary_as_base64=True)
-        except forward.ForwardApplyError as error:
-            log.error("table %s: %s; reported as a batch item failure", settings.table, error)
-            unconvertible += 1
-            retry.append(sequence_number)
-            continue
-        earliest.setdefault(change.identity, sequence_number)
-        changes.append(change)
-    result = forward.apply_changes(
-        changes, mongo.collection, mongo.tombstones, settings.table, mongo.guarded, mongo.sync
+    result = forward.apply_records(
+        records, mongo.collection, mongo.keys, settings.table, settings.key_attrs, settings.number_mapping,
+        binary_as_base64=True, sync=mongo.sync, quarantine=mongo.quarantine,
     )
     for change, reason in result.failed:
-        log.error(
-            "table %s: MongoDB rejected the write of _id=%r (sequence number %s): %s; reported as a batch item failure",
-            settings.table,
-            change.id,
-            change.seq.lstrip("0"),
-            reason,
-        )
-        retry.append(earliest[change.identity])
-    counts = {**result.counts(), "records": len(records), "unconvertible": unconvertible}
+        log.error("table %s: MongoDB refused _id=%r (sequence number %s): %s; quarantined",
+                  settings.table, change.id, change.seq.lstrip("0"), reason)
+    counts = result.counts()
     facts: dict[str, Any] = {"engine": "lambda", "counts": counts}
     if records:
         facts["stream"] = records[0].get("eventSourceARN")
@@ -112,7 +84,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
         facts["newest_created"] = result.newest_created
     if result.newest_independent is not None:
         facts["newest_independent"] = result.newest_independent
-    mongo.heartbeat.beat("failing" if retry else "applying", force=True, **facts)
+    mongo.heartbeat.beat("applying", force=True, **facts)
     log.info(
         "table %s: batch %s..%s applied to %s.%s: %s",
         settings.table,
@@ -122,4 +94,4 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
         settings.collection,
         json.dumps(counts),
     )
-    return {"batchItemFailures": [{"itemIdentifier": s} for s in dict.fromkeys(retry)]}
+    return {"batchItemFailures": []}

@@ -10,7 +10,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo import forward, lambda_engine
+from dynamo2mongo import lambda_engine
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import EchoLedger
 from dynamo2mongo.mongo_tls import require_tls_uri
@@ -73,7 +73,6 @@ class DeployForwardLambdaOperator(TableOperator):
         function = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], key_attrs, role_arn)
         # The expiry indexes the relay makes when it starts: the function makes none on its own.
         meta = self.mongo(config)[config.metadata_database]
-        forward.ensure_tombstone_expiry(meta["tombstones"])
         EchoLedger(meta, config.name).ensure_indexes()
         state = self.state(config)
         state.update_migration(forward_sync_started=True)

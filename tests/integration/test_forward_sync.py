@@ -10,6 +10,7 @@ import uuid
 import pytest
 from bson import json_util
 
+from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo import forward
 from dynamo2mongo.checkpoints import CheckpointStore, read_heartbeat
 from dynamo2mongo.relay.forward import ForwardRelay
@@ -123,8 +124,8 @@ def test_replay_from_trim_horizon_and_duplicate_delivery_change_nothing(
     shard = dynamodbstreams.describe_stream(StreamArn=stream)["StreamDescription"]["Shards"][0]["ShardId"]
     iterator = dynamodbstreams.get_shard_iterator(StreamArn=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON")
     records = dynamodbstreams.get_records(ShardIterator=iterator["ShardIterator"], Limit=1000)["Records"]
-    tombstones = mongo_client[config.metadata_database]["tombstones"]
+    keys = KeyStates(mongo_client[config.metadata_database], config.name)
     for batch in (records, records[::-1], records[len(records) // 2 :] + records):
-        result = forward.apply_records(batch, collection, tombstones, config.name, sample.KEY_ATTRS)
+        result = forward.apply_records(batch, collection, keys, config.name, sample.KEY_ATTRS)
         assert result.written == 0 and result.deleted == 0, result.counts()
     assert _snapshot(collection) == synced

@@ -10,6 +10,7 @@ import pytest
 from bson import json_util
 from pymongo.errors import BulkWriteError
 
+from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.load import ImportFailed, import_lines
 from dynamo2mongo.types import item_to_document
 
@@ -104,9 +105,9 @@ def _stream_record(seq: int, user: str, email: str) -> dict:
 def test_forward_sync_fails_a_change_another_unique_index_turns_away(users, mongo_client):
     from dynamo2mongo import forward
 
-    tombstones = mongo_client["unique_itest_meta"]["tombstones"]
+    keys = KeyStates(mongo_client["unique_itest_meta"], "unique_itest")
     records = [_stream_record(1, "a", "same@x"), _stream_record(2, "b", "same@x"), _stream_record(3, "c", "c@x")]
-    result = forward.apply_records(records, users, tombstones, "unique_itest", ("pk",))
+    result = forward.apply_records(records, users, keys, "unique_itest", ("pk",))
 
     assert result.skipped == 0, "a change turned away by another index is not 'already applied'"
     assert [change.id for change, _ in result.failed] == ["b"]

@@ -8,7 +8,10 @@ import pytest
 from bson import Timestamp
 
 from dynamo2mongo import backward, forward
+from dynamo2mongo.typememory import restore
 from dynamo2mongo.types import item_to_document
+
+AT = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc)
 
 KEYS = ("pk", "sk")
 
@@ -57,12 +60,23 @@ def test_document_ids_map_back_to_dynamodb_keys(key_attrs, item):
     assert backward.dynamodb_key(document_id, key_attrs) == item
 
 
-def test_a_document_that_holds_what_forward_sync_wrote_is_an_echo():
-    image = {"pk": {"S": "a"}, "sk": {"N": "1"}, "v": {"N": "2"}}
-    record = {"eventName": "MODIFY", "dynamodb": {"SequenceNumber": "5", "Keys": {"pk": image["pk"], "sk": image["sk"]},
-                                                    "NewImage": image}}
-    document = forward.to_change(record, KEYS).document
-    assert forward.in_sync(document)
-    changed = dict(document, v=3)
-    assert not forward.in_sync(changed), "an application change alters the content even with the mark copied"
-    assert not forward.in_sync({k: v for k, v in document.items() if k != "_ddb"})
+def test_sync_writes_are_told_by_their_token_never_by_content():
+    document = {"_id": "a", "pk": "a", "_ddb": {"sync": {"src": "dynamodb", "h": "x", "seq": "0042"}}}
+    replaced = backward.Event("a", "upsert", document, AT, {"_data": "01"}, "replace")
+    assert replaced.write_token == "0042"
+    updated = backward.Event("a", "upsert", document, AT, {"_data": "02"}, "update")
+    assert updated.write_token is None, "an update is the application's, even with the mark copied along"
+    restored = {**document, "_ddb": {"sync": {"seq": "0042", "w": "b1"}}}
+    assert backward.Event("a", "upsert", restored, AT, None, "replace").write_token == "b1"
+    assert backward.Event("a", "delete", None, AT, None, "delete").write_token == "-"
+
+
+def test_remembered_types_come_back_where_the_values_still_fit():
+    hints = [{"p": ["tags"], "t": "SS"}, {"p": ["big"], "t": "N"}, {"p": ["gone"], "t": "NS"}]
+    document, undecided = restore({"_id": "a", "tags": ["x", "y"], "big": 7}, hints)
+    assert document["_ddb"] == {"t": [{"p": ["tags"], "t": "SS"}]}
+    assert undecided == [["big"]]
+    kept = {"_id": "a", "tags": ["x"], "_ddb": {}}
+    assert restore(kept, hints) == (kept, []), "a document with _ddb keeps its own hints"
+
+

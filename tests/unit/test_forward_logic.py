@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dynamo2mongo import forward
+from dynamo2mongo.echo import APPLIES, OVERRULED, LedgerEntry
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.lag import LagReport, LagWatch, lambda_lag
 from dynamo2mongo.types import document_to_item
@@ -56,24 +57,30 @@ def test_sequence_numbers_sort_as_numbers_once_padded():
         forward.padded("12a")
 
 
-@given(st.lists(st.tuples(st.sampled_from("abcd"), st.sampled_from(["INSERT", "MODIFY", "REMOVE"])), max_size=40))
-def test_the_last_change_of_each_key_decides(events):
-    changes = [forward.to_change(_record(event, seq + 1, pk=pk), KEYS) for seq, (pk, event) in enumerate(events)]
-    latest, dropped = forward.last_per_key(changes)
-    assert dropped == len(changes) - len(latest)
-    expected = {}
-    for change in changes:
-        expected[change.id["pk"]] = change.seq
-    assert {c.id["pk"]: c.seq for c, _, _ in latest} == expected
-    assert [c.seq for c, _, _ in latest] == sorted(c.seq for c, _, _ in latest), "keys keep the order of their last change"
+def test_latest_wins_orders_by_each_sides_precision_and_gives_ties_to_dynamodb():
+    second = dt.datetime(2026, 12, 4, 12, 0, 0, tzinfo=dt.timezone.utc)
+    # The stream's time is rounded down to the second: a MongoDB write 400 ms later may be earlier.
+    assert forward.later(second, 1.0, second + dt.timedelta(milliseconds=400), 0.001) == "dynamodb"
+    assert forward.later(second, 1.0, second + dt.timedelta(seconds=1), 0.001) == "mongodb"
+    assert forward.later(second, 1.0, second - dt.timedelta(milliseconds=1), 0.001) == "dynamodb"
 
 
-def test_an_echo_remembers_the_independent_change_it_overtook():
-    changes = [forward.to_change(_record("MODIFY", seq), KEYS) for seq in (1, 2, 3)]
-    (last, is_echo, overtaken), = forward.last_per_key(changes, echoes={1, 2})[0]
-    assert (last.seq, is_echo, overtaken.seq) == (changes[2].seq, True, changes[0].seq)
-    (last, is_echo, overtaken), = forward.last_per_key(changes[1:], echoes={0, 1})[0]
-    assert is_echo and overtaken is None
+def test_an_echo_is_met_once_per_write_and_again_only_by_the_same_record():
+    change = forward.to_change(_record("MODIFY", 7), KEYS)
+    entry = LedgerEntry(change.id, pending={change.hash: ["t1", "t2"]})
+    assert entry.meet(change) == (APPLIES, (change.id, change.hash, "t1"))
+    assert entry.meet(change) == (APPLIES, (change.id, change.hash, "t2"))
+    assert entry.meet(change) is None, "a third record of the same content is the application's own"
+    assert LedgerEntry(change.id, met={change.hash: change.seq}).meet(change) == (APPLIES, None)
+    overruled = LedgerEntry(change.id, overruled={change.hash: ["t3"]})
+    assert overruled.meet(change) == (OVERRULED, (change.id, change.hash, "t3"))
+
+
+def test_ttl_expiries_are_told_by_the_service_identity():
+    record = _record("REMOVE", 9)
+    assert not forward.to_change(record, KEYS).ttl
+    record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    assert forward.to_change(record, KEYS).ttl
 
 
 def test_lag_watch_needs_consecutive_good_checks():

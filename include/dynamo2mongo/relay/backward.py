@@ -1,6 +1,7 @@
 """The change-stream relay: backward sync from MongoDB to DynamoDB (DESIGN §2, §6, §7).
 
-It watches the table's collection with post-images (``fullDocument: updateLookup``), applies
+It watches the table's collection with post-images (exact ones where the collection keeps them,
+``changeStreamPreAndPostImages``; else ``fullDocument: updateLookup``), applies
 events in batches through ``dynamo2mongo.backward``, and saves the stream's resume token after each
 applied batch, so a relay killed at any point resumes after the last applied batch. A first start
 records the moment it began, so that a restart before the first event misses nothing either.
@@ -23,8 +24,10 @@ from dynamo2mongo import backward
 from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import TO_MONGODB, EchoLedger
+from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.lag import backward_relay_lag
 from dynamo2mongo.lag_history import LagSampler
+from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.relay.forward import RelayError
 from dynamo2mongo.state import PauseFlag, StateStore
 
@@ -33,6 +36,13 @@ log = logging.getLogger(__name__)
 DIRECTION = "backward"
 POSITION = "change_stream"
 READY_PHASES = ("forward_caught_up", "cut_over", "rolled_back")
+
+
+def images_enabled(collection: Any) -> bool:
+    """Whether the collection keeps each change's post-image (``changeStreamPreAndPostImages``)."""
+    for info in collection.database.list_collections(filter={"name": collection.name}):
+        return bool(((info.get("options") or {}).get("changeStreamPreAndPostImages") or {}).get("enabled"))
+    return False
 
 
 class BackwardRelay:
@@ -53,11 +63,13 @@ class BackwardRelay:
         self.collection = mongo[config.database][config.collection]
         self.state = StateStore(self.meta, config.name)
         self.checkpoints = CheckpointStore(self.meta, config.name, DIRECTION)
-        self.forward_checkpoints = CheckpointStore(self.meta, config.name, "forward")
         self.heartbeat = Heartbeat(self.meta, config.name, DIRECTION)
         self.lag_sampler = LagSampler(self.meta, config.name, DIRECTION, lambda at: backward_relay_lag(
             self.meta, config.name, config.sync.heartbeat_timeout_seconds, at))
         self.ledger = EchoLedger(self.meta, config.name)
+        self.keys = KeyStates(self.meta, config.name)
+        self.quarantine = Quarantine(self.meta, config.name)
+        self.exact_images = False
         self.batch_max = batch_max
         self.batch_seconds = batch_seconds
         self.poll_seconds = poll_seconds
@@ -121,8 +133,9 @@ class BackwardRelay:
             collection=self.collection,
             ledger=self.ledger,
             policy=self.config.sync.conflict_policy,
-            tombstones=self.meta["tombstones"],
-            applied_seq=max((c.get("seq") or "" for c in self.forward_checkpoints.load().values()), default=None) or None,
+            keys=self.keys,
+            quarantine=self.quarantine,
+            exact_images=self.exact_images,
         )
         progress = {"token": changes[-1]["_id"], "newest_at": result.newest_at}
         if result.newest_independent is not None:
@@ -138,7 +151,11 @@ class BackwardRelay:
                 "newest_at": self.totals.newest_at, "newest_independent": self.totals.newest_independent}
 
     def _open(self) -> Any:
-        return self.collection.watch(full_document="updateLookup", max_await_time_ms=200, **self._stream_options())
+        # Exact post-images where the collection keeps them (MongoDB 6+, enabled by preflight);
+        # otherwise looked up, which apply_events is written to stay correct with.
+        self.exact_images = images_enabled(self.collection)
+        return self.collection.watch(full_document="whenAvailable" if self.exact_images else "updateLookup",
+                                     max_await_time_ms=200, **self._stream_options())
 
     def step(self) -> int:
         """Read the changes available now (one batch at most) and apply them; returns how many.

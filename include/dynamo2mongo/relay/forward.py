@@ -6,6 +6,8 @@ apply function, with the shard bookkeeping Lambda's event source mapping would d
 - Shards are read parents before children: a child shard's records of a key follow its parent's,
   so a child starts only once its parent is closed and fully applied (or has aged out of the
   stream, in which case there is nothing left to wait for).
+- A record that cannot be converted or written is quarantined (dynamo2mongo.quarantine) and the
+  shard goes on: one bad item never stalls the table.
 - After each applied batch the shard's checkpoint (the last sequence number) is saved; a relay
   killed at any point resumes after it, at worst applying the same records again, which
   changes nothing.
@@ -33,9 +35,10 @@ from dynamo2mongo import forward
 from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.echo import EchoLedger
+from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.lag import relay_lag
 from dynamo2mongo.lag_history import LagSampler
-from dynamo2mongo.mongo_caps import plans_compound_filters
+from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.state import PauseFlag, StateStore
 
 log = logging.getLogger(__name__)
@@ -89,7 +92,8 @@ class ForwardRelay:
         self.streams = streams
         self.meta: Database = mongo[config.metadata_database]
         self.collection = mongo[config.database][config.collection]
-        self.tombstones = self.meta["tombstones"]
+        self.keys = KeyStates(self.meta, config.name)
+        self.quarantine = Quarantine(self.meta, config.name)
         self.state = StateStore(self.meta, config.name)
         self.checkpoints = CheckpointStore(self.meta, config.name, DIRECTION)
         self.heartbeat = Heartbeat(self.meta, config.name, DIRECTION)
@@ -104,7 +108,6 @@ class ForwardRelay:
         self.stream_arn: str | None = None
         self.key_attrs: tuple[str, ...] = ()
         self.totals = Totals()
-        self.guarded = plans_compound_filters(self.meta)
         self.ledger = EchoLedger(self.meta, config.name)
         self.sync = forward.SyncContext(self.ledger, config.sync.conflict_policy, dynamodb, config.source_table)
         self._refreshed = 0.0
@@ -218,20 +221,16 @@ class ForwardRelay:
             result = forward.apply_records(
                 records,
                 self.collection,
-                self.tombstones,
+                self.keys,
                 self.config.name,
                 self.key_attrs,
                 self.config.number_mapping,
-                guarded=self.guarded,
                 sync=self.sync,
+                quarantine=self.quarantine,
             )
-            if result.failed:
-                change, reason = result.failed[0]
-                raise RelayError(
-                    f"table {self.config.name!r}: MongoDB rejected {len(result.failed)} write(s) of shard "
-                    f"{shard.shard_id}, first _id={change.id!r} (sequence number {change.seq.lstrip('0')}): {reason}. "
-                    f"Nothing was checkpointed past them; fix the cause and restart the relay"
-                )
+            for change, reason in result.failed:
+                log.error("table %s: MongoDB refused _id=%r (sequence number %s): %s; quarantined",
+                          self.config.name, change.id, change.seq.lstrip("0"), reason)
             shard.seq = result.last_seq
             fields.update(seq=shard.seq, newest_created=result.newest_created)
             if result.newest_independent is not None:
@@ -278,7 +277,6 @@ class ForwardRelay:
         """Wait for the full load and note that forward sync runs; False when stopped meanwhile."""
         if not self.wait_until_ready():
             return False
-        forward.ensure_tombstone_expiry(self.tombstones)
         self.ledger.ensure_indexes()
         self.state.update_migration(forward_sync_started=True, forward={"engine": "relay", "stream": self.stream_arn})
         return True

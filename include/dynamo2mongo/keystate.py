@@ -1,0 +1,81 @@
+"""Per-key sync state, kept where the application does not write (DESIGN §6 and §7).
+
+One document per table and key in the metadata database (``sync_keys``, ``_id = {t, k}``):
+
+- ``seq``: the newest stream sequence number forward sync has applied or decided for the key. A
+  record at or below it is a replay (a redelivered batch, a relay restarted before its checkpoint),
+  whatever the application did to the document meanwhile: a ``replace_one`` erases ``_ddb`` but
+  not this.
+- ``h``: the content hash (dynamo2mongo.canonical, a tombstone for an absent key) of the version
+  both stores last agreed on, set by forward sync after applying a record and by backward sync
+  before writing a MongoDB change to DynamoDB. A MongoDB document whose content differs from it
+  holds an application change that has not reached DynamoDB yet.
+- ``t``: the type hints of that version, so that a document rewritten without ``_ddb`` gets its
+  DynamoDB types back (dynamo2mongo.typememory).
+- ``ttl``: the last forward change was a TTL expiry (DynamoDB's own delete).
+
+These documents do not expire: ``h`` must outlive any pause of either relay, or an application
+change made long ago would look pending again. There is at most one per key the sync touched.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import UpdateOne
+from pymongo.database import Database
+
+from dynamo2mongo.echo import identity
+
+KEYS = "sync_keys"
+
+
+@dataclass(frozen=True)
+class KeyState:
+    seq: str = ""
+    h: str | None = None
+    t: list | None = None
+    ttl: bool = False
+
+
+class KeyStates:
+    def __init__(self, database: Database, table: str):
+        self.collection = database[KEYS]
+        self.table = table
+
+    def _id(self, document_id: Any) -> dict[str, Any]:
+        return {"t": self.table, "k": document_id}
+
+    def read(self, document_ids: list[Any]) -> dict[bytes, KeyState]:
+        if not document_ids:
+            return {}
+        found = self.collection.find({"_id": {"$in": [self._id(i) for i in document_ids]}})
+        return {
+            identity(d["_id"]["k"]): KeyState(d.get("seq") or "", d.get("h"), d.get("t"), bool(d.get("ttl")))
+            for d in found
+        }
+
+    def record_forward(self, entries: list[tuple[Any, str, dict[str, Any]]], at: dt.datetime) -> None:
+        """After forward sync's writes: ``(document_id, newest seq, fields)``; ``fields`` holds what
+        changed of ``h``, ``t`` and ``ttl``."""
+        if entries:
+            self.collection.bulk_write(
+                [UpdateOne({"_id": self._id(k)}, {"$max": {"seq": seq}, "$set": {**fields, "at": at}}, upsert=True)
+                 for k, seq, fields in entries],
+                ordered=False,
+            )
+
+    def record_backward(self, entries: list[tuple[Any, str, list | None]], at: dt.datetime) -> None:
+        """Before backward sync's writes: ``(document_id, hash, hints)`` is what both stores will hold."""
+        if entries:
+            self.collection.bulk_write(
+                [UpdateOne({"_id": self._id(k)}, {"$set": {"h": h, "t": t, "at": at, "ttl": False},
+                                                  "$setOnInsert": {"seq": ""}}, upsert=True)
+                 for k, h, t in entries],
+                ordered=False,
+            )
+
+    def forget(self) -> int:
+        return self.collection.delete_many({"_id.t": self.table}).deleted_count
