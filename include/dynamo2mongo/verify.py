@@ -21,7 +21,6 @@ from typing import Any
 
 import bson
 from pymongo.collection import Collection
-from pymongo.errors import OperationFailure
 from pymongo.database import Database
 
 from dynamo2mongo.backward import BackwardApplyError, dynamodb_key
@@ -271,7 +270,7 @@ def verify(
     progress.finish()
     if sampled:
         size = max(1, round(documents * sample_fraction))
-        cursor = _sample_ids(collection, size, sample_fraction, rng)
+        cursor = _sample_ids(collection, size)
     else:
         size = documents
         cursor = collection.find({}, projection)
@@ -291,21 +290,9 @@ def verify(
     return report
 
 
-def _sample_ids(collection: Collection, size: int, fraction: float, rng: random.Random) -> Iterator[dict[str, Any]]:
-    """About ``size`` random ``_id``s: ``$sample`` where the server does it, else a Bernoulli draw over
-    an ``_id`` scan (mongo-java-server's ``$sample`` sorts by a random comparator, which Java's sort
-    may refuse: "Comparison method violates its general contract!")."""
-    yielded = False
-    try:
-        for document in collection.aggregate([{"$sample": {"size": size}}, {"$project": {"_id": 1}}]):
-            yielded = True
-            yield document
-        return
-    except OperationFailure as error:
-        if yielded:
-            raise
-        log.warning("$sample failed (%s); sampling MongoDB _ids on a scan instead", error.details or error)
-    yield from (document for document in collection.find({}, {"_id": 1}) if rng.random() < fraction)
+def _sample_ids(collection: Collection, size: int) -> Iterator[dict[str, Any]]:
+    """About ``size`` random ``_id``s, drawn by the server."""
+    return collection.aggregate([{"$sample": {"size": size}}, {"$project": {"_id": 1}}])
 
 
 VERIFICATIONS = "verifications"

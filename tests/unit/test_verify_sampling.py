@@ -1,8 +1,6 @@
-"""Sampled verification picks MongoDB _ids with $sample, and on a scan where the server refuses it."""
+"""Sampled verification picks MongoDB _ids with $sample; a failing $sample fails the verification."""
 
 from __future__ import annotations
-
-import random
 
 import pytest
 from pymongo.errors import OperationFailure
@@ -17,28 +15,24 @@ class _Collection:
         self.fail_after = fail_after
 
     def aggregate(self, pipeline):
-        assert pipeline[0] == {"$sample": {"size": 100}}
+        assert pipeline == [{"$sample": {"size": 100}}, {"$project": {"_id": 1}}]
         if self.fail_after == 0:
-            raise OperationFailure("Comparison method violates its general contract!")
+            raise OperationFailure("$sample refused")
         for position, document in enumerate(IDS[:100]):
             if position == self.fail_after:
                 raise OperationFailure("cursor lost")
             yield document
 
-    def find(self, query, projection):
-        assert query == {} and projection == {"_id": 1}
-        return iter(IDS)
-
 
 def test_sample_is_used_where_the_server_does_it():
-    assert list(_sample_ids(_Collection(None), 100, 0.05, random.Random(1))) == IDS[:100]
+    assert list(_sample_ids(_Collection(None), 100)) == IDS[:100]
 
 
-def test_a_refused_sample_falls_back_to_a_draw_over_a_scan():
-    drawn = list(_sample_ids(_Collection(0), 100, 0.05, random.Random(1)))
-    assert 60 <= len(drawn) <= 140 and len({d["_id"] for d in drawn}) == len(drawn)
+def test_a_refused_sample_is_an_error_not_a_scan():
+    with pytest.raises(OperationFailure, match="refused"):
+        list(_sample_ids(_Collection(0), 100))
 
 
 def test_a_sample_failing_half_way_is_not_mixed_with_a_scan():
     with pytest.raises(OperationFailure, match="cursor lost"):
-        list(_sample_ids(_Collection(10), 100, 0.05, random.Random(1)))
+        list(_sample_ids(_Collection(10), 100))
