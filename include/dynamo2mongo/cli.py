@@ -2,6 +2,8 @@
 
 - ``dynamo2mongo relay forward|backward --table NAME``: run a sync relay in the foreground;
 - ``dynamo2mongo status [--json]``: where every table of the configuration stands;
+- ``dynamo2mongo quarantine list --table NAME [--direction forward|backward]``: the changes sync
+  could not write, newest first, one per line: key, direction, reason, count, last seen;
 - ``dynamo2mongo pools [--apply]``: the Airflow pools the configuration asks for, as ``airflow pools
   set`` commands, or created in the Airflow metadata database of this environment.
 
@@ -130,6 +132,27 @@ def status(args: argparse.Namespace) -> int:
     return 0
 
 
+def quarantine_list(args: argparse.Namespace) -> int:
+    from bson import json_util
+    from pymongo import MongoClient
+
+    from dynamo2mongo.quarantine import Quarantine
+
+    config = _table(args)
+    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    try:
+        entries = Quarantine(client[config.metadata_database], config.name).entries(args.direction, args.limit)
+    finally:
+        client.close()
+    for entry in entries:
+        key = json_util.dumps(entry["key"], json_options=json_util.RELAXED_JSON_OPTIONS)
+        print("\t".join((key, entry["direction"], entry["reason"], str(entry["count"]),
+                         _json_value(entry["last_at"]))))
+    log.info("%d quarantined change(s) of %s%s", len(entries), config.name,
+             f" ({args.direction})" if args.direction else "")
+    return 0
+
+
 def pools(args: argparse.Namespace) -> int:
     from dynamo2mongo.plan import pool_specs, pools_import_document, pools_set_commands
 
@@ -175,6 +198,15 @@ def main(argv: list[str] | None = None) -> int:
     state.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
     state.add_argument("--json", action="store_true", help="print JSON instead of a table")
     state.set_defaults(run=status)
+    quarantine = commands.add_parser("quarantine", help="changes sync could not write to the other side")
+    actions = quarantine.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="one line per quarantined change: key, direction, reason, count, "
+                                               "last seen")
+    listing.add_argument("--table", required=True, help="the table's name in the configuration")
+    listing.add_argument("--direction", choices=("forward", "backward"), help="only this direction's changes")
+    listing.add_argument("--limit", type=int, help="at most this many, newest first")
+    listing.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
+    listing.set_defaults(run=quarantine_list)
     pool = commands.add_parser("pools", help="print the `airflow pools set` commands for the configured pools")
     pool.add_argument("--apply", action="store_true",
                       help="also create or resize them with `airflow pools import` (needs Airflow's environment)")

@@ -2,7 +2,8 @@
 
 The status row of ``dynamo2mongo status`` (phase, writer, lag, conflicts, last verification, next
 step), the full load's counts (live from the per-file results while it runs, then the reconciled
-summary), lag over time from ``lag_history`` and the latest conflicts.
+summary), lag over time from ``lag_history``, the latest conflicts and the sync quarantine's counts and
+latest entries (reasons, not the raw changes: those stay in the metadata database).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from dynamo2mongo import lag_history
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.echo import CONFLICTS
 from dynamo2mongo.state import FILES, StateStore
-from dynamo2mongo.status import table_status
+from dynamo2mongo.status import key_text, quarantine_summary, table_status
 
 RECENT_CONFLICTS = 10
+RECENT_QUARANTINED = 10
 
 
 def _jsonable(value: Any) -> Any:
@@ -82,6 +84,10 @@ def table_view(client: MongoClient, configuration: Configuration, table: TableCo
         "counts": full_load_counts(client, table, migration),
         "lag_history": lag_history.series(meta, table.name, at - dt.timedelta(hours=hours)),
         "recent_conflicts": recent_conflicts(client, table),
+        "quarantine": {**row["quarantine"], "latest": [
+            {**entry, "key": key_text(entry["key"])}
+            for entry in quarantine_summary(meta, table.name, RECENT_QUARANTINED)["latest"]]},
+        "quarantine_alert": migration.get("quarantine_alert"),
         "updated_at": migration.get("updated_at"),
     })
 

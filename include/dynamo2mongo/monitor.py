@@ -2,7 +2,9 @@
 
 A breach is a direction whose lag stays above ``on_call.lag_alert_seconds``, or whose relay, Lambda
 mapping or retention check reports a failure. Each breach alerts once when it starts and once when
-it ends: the state lives in the table's migration document (``lag_alerts.<direction>``). The caller
+it ends: the state lives in the table's migration document (``lag_alerts.<direction>``). A table's
+sync quarantine alerts the same way, once when it stops being empty and once when it is empty again
+(``quarantine_alert``), whatever the phase: a quarantined change is never silent. The caller
 ``commit``s an alert once it was sent, so an alert that could not be sent is raised again by the next
 run (at least once), and one that was sent is not repeated.
 """
@@ -22,8 +24,9 @@ from dynamo2mongo import lag_history
 from dynamo2mongo.checkpoints import aware
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.lag import LagReport
+from dynamo2mongo.quarantine import ensure_indexes as ensure_quarantine_indexes
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.status import table_status
+from dynamo2mongo.status import key_text, table_status
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,9 @@ SYNCING_PHASES = frozenset({"exported", "full_load_done", "full_load_mismatch", 
 
 @dataclass(frozen=True)
 class Alert:
-    event: str  # lag_breach or lag_recovered
+    event: str  # lag_breach, lag_recovered, quarantine or quarantine_cleared
     table: str
+    # For quarantine alerts: the directions that hold (or held) quarantined changes, comma-separated.
     direction: str
     subject: str
     message: str
@@ -92,6 +96,34 @@ def _transition(table: TableConfig, direction: str, reason: str | None, report: 
     return None
 
 
+def _quarantine_transition(table: TableConfig, quarantine: dict[str, Any], open_alert: dict[str, Any] | None,
+                           at: dt.datetime) -> Alert | None:
+    counts = {d: quarantine[d] for d in DIRECTIONS}
+    total = sum(counts.values())
+    if total and open_alert is None:
+        directions = ", ".join(d for d in DIRECTIONS if counts[d])
+        newest = quarantine["latest"][0] if quarantine["latest"] else None
+        newest_text = f" Newest: key {key_text(newest['key'])} ({newest['direction']}): {newest['reason']}." if newest else ""
+        return Alert("quarantine", table.name, directions,
+                     f"dynamo2mongo {table.name}: {total} change(s) quarantined",
+                     f"{table.name} ({table.source_table} -> {table.database}.{table.collection}): "
+                     f"{counts['forward']} forward and {counts['backward']} backward change(s) could not be written "
+                     f"and are quarantined; every other key keeps syncing.{newest_text} List them with "
+                     f"`dynamo2mongo quarantine list --table {table.name}`, fix the data, then retry them "
+                     f"(README, Quarantine).", None,
+                     {"quarantine_alert": {"since": at, "counts": counts}}, table.metadata_database)
+    if not total and open_alert is not None:
+        since = aware(open_alert.get("since"))
+        how_long = f" after {(at - since).total_seconds() / 60:.0f} min" if since is not None else ""
+        was = open_alert.get("counts") or {}
+        return Alert("quarantine_cleared", table.name, ", ".join(d for d in DIRECTIONS if was.get(d)),
+                     f"dynamo2mongo {table.name}: sync quarantine empty again",
+                     f"{table.name}: the sync quarantine is empty again{how_long} (was: {was.get('forward', 0)} "
+                     f"forward, {was.get('backward', 0)} backward).", None,
+                     {"quarantine_alert": None}, table.metadata_database)
+    return None
+
+
 def commit(client: MongoClient, alert: Alert) -> None:
     """Record that ``alert`` was sent: the breach is open (or closed) from now on."""
     StateStore(client[alert.metadata_database], alert.table).update_migration(**alert.update)
@@ -109,14 +141,17 @@ def check_table(client: MongoClient, configuration: Configuration, table: TableC
     state = StateStore(meta, table.name)
     migration = state.migration()
     row = table_status(client, configuration, table, at, migration)
+    alerts = []
+    quarantined = _quarantine_transition(table, row["quarantine"], migration.get("quarantine_alert"), at)
+    if quarantined is not None:
+        alerts.append(quarantined)
     if migration.get("phase") not in SYNCING_PHASES:
-        return row, []
+        return row, alerts
     if table.sync.forward == "lambda" and measure_lambda is not None:
         measured = measure_lambda(table)
         row["forward"] = {"engine": "lambda", **measured.as_dict()}
         # `dynamo2mongo status` and the dashboard read the Lambda engine's lag from here.
         state.update_migration(forward_lag=measured.as_dict())
-    alerts = []
     open_breaches = migration.get("lag_alerts") or {}
     for direction in DIRECTIONS:
         report = row[direction]
@@ -148,6 +183,7 @@ def check(client_for: Callable[[TableConfig], MongoClient], configuration: Confi
             client = client_for(table)
             if (id(client), table.metadata_database) not in prepared:
                 lag_history.ensure_indexes(client[table.metadata_database], configuration.monitor.history_days)
+                ensure_quarantine_indexes(client[table.metadata_database])
                 prepared.add((id(client), table.metadata_database))
             result.alerts.extend(check_table(client, configuration, table, at, measure_lambda)[1])
         except Exception as error:

@@ -1,8 +1,9 @@
 """``dynamo2mongo status``: where every configured table stands, from the metadata database alone.
 
 For each table (the plan's waves first, in order): its phase and writer, the last migration run,
-forward and backward lag, conflicts recorded, the last verification, the next thing that happens to
-it, and any alert the full-load deadline raised. It reads MongoDB only, so on-call can run it where
+forward and backward lag, conflicts recorded, changes in the sync quarantine (per direction, with the
+newest reasons), the last verification, the next thing that happens to it, and any alert the
+full-load deadline raised. It reads MongoDB only, so on-call can run it where
 Airflow's API is out of reach; what the relays report comes from their heartbeats and checkpoints.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from bson import json_util
 from pymongo import MongoClient
 from pymongo.database import Database
 
@@ -18,6 +20,7 @@ from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.echo import CONFLICTS
 from dynamo2mongo.lag import LagReport, backward_relay_lag, relay_lag
 from dynamo2mongo.plan import next_action
+from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.verify import latest_report
 
@@ -39,6 +42,18 @@ def _verification(meta: Database, table: TableConfig) -> dict[str, Any] | None:
         return None
     return {key: report.get(key) for key in ("run_id", "at", "mode", "checked", "differences", "missing", "extra",
                                               "different")}
+
+
+NEWEST_QUARANTINED = 3
+
+
+def quarantine_summary(meta: Database, table: str, newest: int = NEWEST_QUARANTINED) -> dict[str, Any]:
+    """Per-direction counts of the sync quarantine and its newest entries (without the raw changes)."""
+    quarantine = Quarantine(meta, table)
+    counts = quarantine.counts()
+    latest = quarantine.entries(limit=newest) if any(counts.values()) else []
+    return {**counts, "latest": [{k: e.get(k) for k in ("key", "direction", "reason", "count", "last_at")}
+                                 for e in latest]}
 
 
 def table_status(client: MongoClient, configuration: Configuration, table: TableConfig,
@@ -63,6 +78,7 @@ def table_status(client: MongoClient, configuration: Configuration, table: Table
         "forward": {"engine": table.sync.forward, **forward.as_dict()},
         "backward": {"engine": table.sync.backward, **backward.as_dict()},
         "conflicts": meta[CONFLICTS].count_documents({"table": table.name}),
+        "quarantine": quarantine_summary(meta, table.name),
         "verification": _verification(meta, table),
         "next": next_action(configuration.plan, table, migration),
         "alert": (migration.get("alert") or {}).get("message"),
@@ -95,8 +111,19 @@ def _verification_cell(verification: dict[str, Any] | None) -> str:
     return f"{verification.get('differences')} diff / {verification.get('checked')} ({when})"
 
 
+def _quarantine_cell(quarantine: dict[str, Any]) -> str:
+    if not quarantine["forward"] and not quarantine["backward"]:
+        return "0"
+    return f"{quarantine['forward']} fwd / {quarantine['backward']} bwd"
+
+
+def key_text(key: Any) -> str:
+    """A key as on-call reads it: relaxed Extended JSON."""
+    return json_util.dumps(key, json_options=json_util.RELAXED_JSON_OPTIONS)
+
+
 COLUMNS = ("TABLE", "WAVE", "PHASE", "WRITER", "LAST RUN", "FORWARD LAG", "BACKWARD LAG", "CONFLICTS",
-           "LAST VERIFICATION", "NEXT")
+           "QUARANTINED", "LAST VERIFICATION", "NEXT")
 
 
 def render(rows: list[dict[str, Any]]) -> str:
@@ -111,6 +138,7 @@ def render(rows: list[dict[str, Any]]) -> str:
             _lag_cell(row["forward"]),
             _lag_cell(row["backward"]),
             str(row["conflicts"]),
+            _quarantine_cell(row["quarantine"]),
             _verification_cell(row["verification"]),
             row["next"],
         )
@@ -127,4 +155,10 @@ def render(rows: list[dict[str, Any]]) -> str:
                 lines.append(f"! {row['table']} {direction}: {report['fatal']}")
             elif row["phase"] and report.get("lag_seconds") is None:
                 lines.append(f"  {row['table']} {direction}: {report['detail']}")
+        quarantine = row["quarantine"]
+        if quarantine["latest"]:
+            lines.append(f"! {row['table']}: {quarantine['forward']} forward and {quarantine['backward']} backward "
+                         f"change(s) quarantined; every other key keeps syncing. Newest "
+                         f"(`dynamo2mongo quarantine list --table {row['table']}` lists all):")
+            lines += [f"    {key_text(e['key'])} {e['direction']}: {e['reason']}" for e in quarantine["latest"]]
     return "\n".join(lines)

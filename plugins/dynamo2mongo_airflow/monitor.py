@@ -1,4 +1,4 @@
-"""The monitor DAG's task: sample every table's lag (dynamo2mongo.monitor) and notify breaches."""
+"""The monitor DAG's task: sample every table's lag (dynamo2mongo.monitor), notify breaches and quarantines."""
 
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ class MonitorLagOperator(BaseOperator):
 
     A breach (lag above ``on_call.lag_alert_seconds``, or a failed relay, mapping or retention check)
     alerts the targets that hear ``lag_breach`` once, and those that hear ``lag_recovered`` when it
-    ends. An alert that could not be sent is raised again by the next run. The task fails after the
+    ends. A table's sync quarantine alerts ``quarantine`` when it stops being empty and
+    ``quarantine_cleared`` when it is empty again. An alert that could not be sent is raised again by the next run. The task fails after the
     pass when an alert could not be sent or a table could not be checked (the other tables are), so
     the failure itself reaches the targets that hear failures.
     """

@@ -2,7 +2,8 @@
 
 The configuration's ``monitor.notify`` targets name the connections only; each notifier reads its
 credentials from its Airflow connection when it sends. Task failures reach the targets that hear
-``failure`` through ``on_failure_callback``; lag breaches and their end are sent by the monitor DAG.
+``failure`` through ``on_failure_callback``; lag breaches, quarantined changes and their end are sent by
+the monitor DAG.
 """
 
 from __future__ import annotations

@@ -126,13 +126,31 @@ function conflicts(table) {
                                    el("td", {}, c.resolution), el("td", {}, when(c.at))))) : null);
 }
 
+function quarantine(table) {
+  const q = table.quarantine;
+  const total = q.forward + q.backward;
+  return el("div", {},
+    el("p", {}, el("strong", { class: "quarantine-count" }, number(total)),
+      total === 1 ? " change quarantined" : " changes quarantined",
+      el("span", { class: "muted" }, ` (forward ${number(q.forward)}, backward ${number(q.backward)})`)),
+    q.latest.length ? el("table", { class: "quarantine" },
+      el("tr", {}, el("th", {}, "key"), el("th", {}, "direction"), el("th", {}, "reason"), el("th", {}, "count"),
+         el("th", {}, "last")),
+      q.latest.map((e) => el("tr", {}, el("td", {}, e.key), el("td", {}, e.direction), el("td", {}, e.reason),
+                                       el("td", {}, number(e.count)), el("td", {}, when(e.last_at))))) : null);
+}
+
 function card(table, payload) {
   if (table.error) {
     return el("section", { class: "card", "data-table": table.table },
       el("h2", {}, table.table), el("p", { class: "error" }, table.error));
   }
+  const q = table.quarantine;
+  const quarantined = q.forward + q.backward > 0
+    ? `${number(q.forward + q.backward)} change(s) quarantined; every other key keeps syncing ` +
+      `(dynamo2mongo quarantine list --table ${table.table})` : null;
   const alerts = [table.alert, ...Object.values(table.lag_alerts || {}).map((a) => a.reason),
-                  table.forward.fatal, table.backward.fatal].filter(Boolean);
+                  table.forward.fatal, table.backward.fatal, quarantined].filter(Boolean);
   return el("section", { class: "card", "data-table": table.table },
     el("div", { class: "card-head" },
       el("div", {}, el("h2", {}, el("a", { href: `../dags/${table.dag_id}`, target: "_top" }, table.table)),
@@ -147,7 +165,8 @@ function card(table, payload) {
         el("dt", {}, "last run"), el("dd", {}, table.last_run_id || "–"),
         el("dt", {}, "next"), el("dd", {}, table.next || "–"))),
       el("div", {}, el("h3", {}, "Last verification"), verification(table.verification)),
-      el("div", {}, el("h3", {}, "Conflicts"), conflicts(table))),
+      el("div", {}, el("h3", {}, "Conflicts"), conflicts(table)),
+      el("div", {}, el("h3", {}, "Sync quarantine"), quarantine(table))),
     el("div", {}, el("h3", {}, `Lag, last ${payload.hours} h`),
       el("div", { class: "legend" }, el("span", { class: "forward" }, "— forward"),
          el("span", { class: "backward" }, "— backward"), el("span", { class: "muted" }, "- - alert threshold")),
