@@ -1,7 +1,7 @@
 """The migration dashboard in headless Chromium, served by a real `airflow api-server` with the plugin.
 
 The metadata database holds what a migration leaves there (phase, per-file results, lag samples of
-both directions, a conflict, a verification report); the test opens the Airflow UI, follows the
+both directions, a conflict, a quarantined change, a verification report); the test opens the Airflow UI, follows the
 "Migrations" entry, reads the dashboard the way a user sees it, and keeps screenshots in
 ``$D2M_ARTIFACTS`` (default ``.artifacts/``). The API refuses callers without an Airflow login.
 """
@@ -27,6 +27,7 @@ from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat
 from dynamo2mongo.echo import CONFLICTS
 from dynamo2mongo.lag import LagReport
 from dynamo2mongo.lag_history import record
+from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.sandbox.main import airflow_env
 from dynamo2mongo.state import FILES, StateStore
 from dynamo2mongo.verify import VERIFICATIONS
@@ -71,6 +72,8 @@ def _seed(meta, name: str) -> None:
     Heartbeat(meta, name, "backward").beat("applying", force=True, caught_up_at=now)
     meta[CONFLICTS].insert_one({"table": name, "key": {"pk": "order#17", "sk": "v1"}, "policy": "dynamodb_wins",
                                 "resolution": "dynamodb", "detail": "both sides changed", "at": now})
+    Quarantine(meta, name).put("backward", {"pk": "order#18", "sk": "v2"}, "shipped: Timestamp has no DynamoDB type",
+                               {"_id": {"pk": "order#18", "sk": "v2"}}, position={"_data": "82"})
     meta[VERIFICATIONS].insert_one({"_id": {"table": name, "run_id": "manual__1"}, "table": name, "run_id": "manual__1",
                                     "at": now, "mode": "sample", "checked": 600, "differences": 0, "missing": 0,
                                     "extra": 0, "different": 0})
@@ -178,6 +181,10 @@ def test_the_dashboard_shows_each_table_in_the_airflow_ui(airflow, browser):
     assert "12,000" in counts and "11,998" in counts and "3 / 3" in counts
     assert card.locator(".conflict-count").inner_text() == "1"
     assert "order#17" in card.locator("table.conflicts").inner_text()
+    assert card.locator(".quarantine-count").inner_text() == "1"
+    quarantined = card.locator("table.quarantine").inner_text()
+    assert "order#18" in quarantined and "backward" in quarantined and "Timestamp has no DynamoDB type" in quarantined
+    assert "1 change(s) quarantined; every other key keeps syncing" in card.locator(".alert").all_inner_texts()[-1]
     assert "no differences" in card.locator("dl.verification").inner_text()
     assert "600 (sample)" in card.locator("dl.verification").inner_text()
     assert card.locator(".forward-lag").inner_text().endswith(" s")

@@ -1,6 +1,7 @@
 """The monitor and the notifiers against real receivers: SNS (into SQS on the moto server), SMTP and a
-Slack-webhook HTTP server. Lag breaches alert once and end once; failures render the task's facts; an
-alert that could not be sent is sent by the next run; no credential reaches a message."""
+Slack-webhook HTTP server. Lag breaches and quarantined changes alert once and end once; failures render
+the task's facts; an alert that could not be sent is sent by the next run; no credential reaches a
+message."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import yaml
 
 from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat
 from dynamo2mongo.lag_history import SAMPLES
+from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.state import StateStore
 from notify_targets import SLACK_TOKEN, SlackServer, SmtpServer, SnsQueue
 
@@ -103,6 +105,28 @@ def test_a_lag_breach_alerts_once_on_every_target_and_its_end_once(monitored):
     assert len(lags) == 3 and lags[0] >= 600 and lags[1] >= 600 and lags[2] < 60
     assert {s["source"] for s in samples} == {"monitor"}
     assert "expire_after_history_days" in monitored.meta[SAMPLES].index_information()
+
+
+def test_a_quarantined_change_alerts_once_and_an_empty_quarantine_once(monitored):
+    quarantine = Quarantine(monitored.meta, monitored.name)
+    quarantine.put("backward", {"pk": "x"}, "when: a BSON Date cannot be written: this table's sync.bson_dates is "
+                   "reject", {"_id": {"pk": "x"}}, position={"_data": "01"})
+    first = _run_monitor()
+    assert [(a["event"], a["direction"]) for a in first] == [("quarantine", "backward")]
+    assert _run_monitor() == [], "an open quarantine alert is not sent twice"
+    (envelope,) = monitored.sns.receive()
+    assert envelope["Subject"] == f"dynamo2mongo {monitored.name}: 1 change(s) quarantined"
+    assert 'Newest: key {"pk": "x"} (backward): when: a BSON Date cannot be written' in envelope["Message"]
+    assert f"dynamo2mongo quarantine list --table {monitored.name}" in envelope["Message"]
+    (mail,) = monitored.smtp.messages
+    assert "1 backward change(s) could not be written" in mail.get_body(("html",)).get_content()
+    assert monitored.slack.posts == [], "the Slack target hears lag breaches and failures only"
+
+    quarantine.resolve("backward", [{"pk": "x"}])
+    assert [a["event"] for a in _run_monitor()] == ["quarantine_cleared"]
+    (envelope,) = monitored.sns.receive()
+    assert "sync quarantine empty again" in envelope["Subject"] and "(was: 0 forward, 1 backward)" in envelope["Message"]
+    assert len(monitored.smtp.messages) == 2
 
 
 def test_a_failed_relay_alerts_even_below_the_threshold(monitored):
