@@ -45,6 +45,7 @@ from typing import Any
 import bson
 from botocore.exceptions import ClientError
 from pymongo.collection import Collection
+from pymongo.errors import OperationFailure
 
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
@@ -85,6 +86,7 @@ class Event:
     at: dt.datetime
     token: Any
     kind: str = "update"  # the change event's operationType
+    before: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     @property
     def identity(self) -> bytes:
@@ -138,6 +140,31 @@ class BackwardResult:
         return {n: getattr(self, n) for n in _COUNTS}
 
 
+def images_enabled(collection: Collection) -> bool:
+    """Whether the collection keeps each change's pre- and post-image (``changeStreamPreAndPostImages``)."""
+    for info in collection.database.list_collections(filter={"name": collection.name}):
+        return bool(((info.get("options") or {}).get("changeStreamPreAndPostImages") or {}).get("enabled"))
+    return False
+
+
+def ensure_images(collection: Collection) -> str | None:
+    """Turn on exact pre- and post-images for the collection's change events (MongoDB 6+); None when
+    they are on, else why they cannot be (backward sync then works with looked-up post-images)."""
+    option = {"changeStreamPreAndPostImages": {"enabled": True}}
+    try:
+        if images_enabled(collection):
+            return None
+        if collection.name in collection.database.list_collection_names(filter={"name": collection.name}):
+            collection.database.command({"collMod": collection.name, **option})
+        else:
+            collection.database.create_collection(collection.name, **option)
+    except OperationFailure as error:
+        return (f"{collection.full_name}: exact change-event images cannot be enabled ({error}); MongoDB 6 or later "
+                f"and the collMod privilege are needed. Without them a MongoDB change that forward sync overwrote "
+                f"before backward sync read it cannot win a conflict")
+    return None if images_enabled(collection) else f"{collection.full_name}: the server ignored changeStreamPreAndPostImages"
+
+
 def to_event(change: dict[str, Any], collection_name: str, still_there: Any = lambda: False) -> Event | None:
     """One change-stream event; None for events that change no document (e.g. createIndexes).
 
@@ -165,7 +192,7 @@ def to_event(change: dict[str, Any], collection_name: str, still_there: Any = la
             # The document was deleted before its post-image was looked up: the delete event follows.
             key = (change.get("documentKey") or {}).get("_id")
             return Event(key, "gone", None, at, token, operation)
-        return Event(document["_id"], "upsert", document, at, token, operation)
+        return Event(document["_id"], "upsert", document, at, token, operation, change.get("fullDocumentBeforeChange"))
     if operation == "delete":
         return Event(change["documentKey"]["_id"], "delete", None, at, token, operation)
     return None
@@ -284,7 +311,10 @@ def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None,
             f"_id {event.id!r} does not follow the key convention: the key fields give {expected!r}. Derive _id "
             f"with dynamo2mongo.keys.document_id (a second document for one DynamoDB item is refused)"
         )
-    document, undecided = restore(document, state.t if state is not None else None)
+    # The types of the version both stores last agreed on; for a key the sync never wrote, those of
+    # the document before this change (a pre-image, where the collection keeps them).
+    remembered = state.t if state is not None else ((event.before or {}).get(RESERVED) or {}).get("t")
+    document, undecided = restore(document, remembered)
     if undecided:
         result.undecided_types += len(undecided)
         log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "

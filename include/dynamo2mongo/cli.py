@@ -4,6 +4,8 @@
 - ``dynamo2mongo status [--json]``: where every table of the configuration stands;
 - ``dynamo2mongo quarantine list --table NAME [--direction forward|backward]``: the changes sync
   could not write, newest first, one per line: key, direction, reason, count, last seen;
+- ``dynamo2mongo quarantine retry --table NAME [--direction D]``: once the data is fixed, sync each
+  quarantined key's current state through the relays' guards (dynamo2mongo.requeue);
 - ``dynamo2mongo pools [--apply]``: the Airflow pools the configuration asks for, as ``airflow pools
   set`` commands, or created in the Airflow metadata database of this environment.
 
@@ -153,6 +155,30 @@ def quarantine_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def quarantine_retry(args: argparse.Namespace) -> int:
+    import boto3
+    from pymongo import MongoClient
+
+    from dynamo2mongo.mongo_tls import require_tls
+    from dynamo2mongo.requeue import retry
+    from dynamo2mongo.state import StateStore
+
+    config = _table(args)
+    client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
+    try:
+        key_attrs = tuple((StateStore(client[config.metadata_database], config.name).migration().get("source") or {})
+                          .get("key") or ())
+        if not key_attrs:
+            raise SystemExit(f"table {config.name!r}: the migration state names no key; run the DAG's preflight first")
+        dynamodb = boto3.session.Session(region_name=config.region).client("dynamodb")
+        result = retry(config, key_attrs, dynamodb, client, args.direction)
+    finally:
+        client.close()
+    log.info("%s: %d quarantined change(s) retried, %d synced, %d still quarantined (see `quarantine list`)",
+             config.name, result.retried, result.synced, result.still_quarantined)
+    return 1 if result.still_quarantined else 0
+
+
 def pools(args: argparse.Namespace) -> int:
     from dynamo2mongo.plan import pool_specs, pools_import_document, pools_set_commands
 
@@ -207,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--limit", type=int, help="at most this many, newest first")
     listing.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
     listing.set_defaults(run=quarantine_list)
+    again = actions.add_parser("retry", help="sync each quarantined key's current state again, after the data is "
+                                             "fixed; exits 1 while any stays quarantined")
+    again.add_argument("--table", required=True, help="the table's name in the configuration")
+    again.add_argument("--direction", choices=("forward", "backward"), help="only this direction's changes")
+    again.add_argument("--mongo-uri", help="MongoDB URI (default: $MONGO_URI)")
+    again.set_defaults(run=quarantine_retry)
     pool = commands.add_parser("pools", help="print the `airflow pools set` commands for the configured pools")
     pool.add_argument("--apply", action="store_true",
                       help="also create or resize them with `airflow pools import` (needs Airflow's environment)")

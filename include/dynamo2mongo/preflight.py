@@ -13,6 +13,7 @@ from bson import Timestamp
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
+from dynamo2mongo.backward import ensure_images
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.mongo_tls import tls_problem
 from dynamo2mongo.stream import REQUIRED_VIEW
@@ -122,6 +123,11 @@ def check_mongo(config: TableConfig, client: MongoClient, report: PreflightRepor
             f"backward sync needs a replica set or sharded cluster (a standalone mongod can be started as a "
             f"single-node replica set)"
         )
+    if report.mongo["change_streams"]:
+        problem = ensure_images(target)
+        report.mongo["exact_change_images"] = problem is None
+        if problem:
+            report.warnings.append(problem)
     for database in (config.database, config.metadata_database):
         probe = client[database]["_dynamo2mongo_preflight"]
         try:

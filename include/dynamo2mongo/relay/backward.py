@@ -38,13 +38,6 @@ POSITION = "change_stream"
 READY_PHASES = ("forward_caught_up", "cut_over", "rolled_back")
 
 
-def images_enabled(collection: Any) -> bool:
-    """Whether the collection keeps each change's post-image (``changeStreamPreAndPostImages``)."""
-    for info in collection.database.list_collections(filter={"name": collection.name}):
-        return bool(((info.get("options") or {}).get("changeStreamPreAndPostImages") or {}).get("enabled"))
-    return False
-
-
 class BackwardRelay:
     def __init__(
         self,
@@ -153,9 +146,10 @@ class BackwardRelay:
     def _open(self) -> Any:
         # Exact post-images where the collection keeps them (MongoDB 6+, enabled by preflight);
         # otherwise looked up, which apply_events is written to stay correct with.
-        self.exact_images = images_enabled(self.collection)
-        return self.collection.watch(full_document="whenAvailable" if self.exact_images else "updateLookup",
-                                     max_await_time_ms=200, **self._stream_options())
+        self.exact_images = backward.images_enabled(self.collection)
+        images = ({"full_document": "whenAvailable", "full_document_before_change": "whenAvailable"}
+                  if self.exact_images else {"full_document": "updateLookup"})
+        return self.collection.watch(max_await_time_ms=200, **images, **self._stream_options())
 
     def step(self) -> int:
         """Read the changes available now (one batch at most) and apply them; returns how many.
@@ -185,6 +179,9 @@ class BackwardRelay:
         if not self.wait_until_ready():
             return False
         self.ledger.ensure_indexes()
+        problem = backward.ensure_images(self.collection)
+        if problem:
+            log.warning("backward relay of %s: %s", self.config.name, problem)
         self.state.update_migration(backward_sync_started=True, backward={"engine": "relay"})
         return True
 
