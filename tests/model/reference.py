@@ -199,7 +199,7 @@ def report(history: History, violations: list[Violation], outcome: Outcome, mini
                      f"{violations[0].rule}:")
         lines.append(show(minimal))
         if minimal_log:
-            lines.append("its run:")
+            lines.append("its run and what it broke:")
             lines += minimal_log
     else:
         lines.append(show(history))
@@ -248,7 +248,10 @@ def verify(env: Env, history: History, shrinking: bool = True) -> Outcome:
 
         def fails(candidate: History) -> list[str] | None:
             again = run(env, candidate)
-            return again.log if any(v.rule == rule for v in check(again)) else None
+            broken = check(again)
+            if not any(v.rule == rule for v in broken):
+                return None
+            return again.log + [f"  {v}" for v in broken[:8]]
 
         minimal, minimal_log = shrink(history, fails)
     raise ModelFailure(report(history, violations, outcome, minimal, minimal_log))
