@@ -56,7 +56,9 @@ from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
 from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.typememory import restore
-from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.types import (
+    DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable, document_to_item, item_problems, item_to_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -298,8 +300,9 @@ def _both_wrote(event: Event, tokens: list[str], entry: LedgerEntry | None, poli
     return winner == "mongodb"
 
 
-def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None,
-             result: BackwardResult, ledger: EchoLedger) -> tuple[dict[str, Any], list | None]:
+def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, result: BackwardResult,
+             ledger: EchoLedger, bson_mapping: BsonMapping, key_types: dict[str, str] | None,
+             ) -> tuple[dict[str, Any], list | None]:
     """The DynamoDB item of an application's document, or Unrepresentable saying why it has none."""
     document = event.document
     try:
@@ -319,7 +322,10 @@ def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None,
         result.undecided_types += len(undecided)
         log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "
                     "DynamoDB types; written as their plain types", ledger.table, event.id, undecided)
-    item = document_to_item(document)
+    item = document_to_item(document, bson_mapping)
+    problem = item_problems(item, key_types) if key_types else None
+    if problem:
+        raise Unrepresentable(problem)
     return item, ((document.get(RESERVED) or {}).get("t"))
 
 
@@ -385,6 +391,8 @@ def apply_events(
     keys: KeyStates,
     quarantine: Quarantine | None = None,
     exact_images: bool = False,
+    bson_mapping: BsonMapping = DEFAULT_BSON_MAPPING,
+    key_types: dict[str, str] | None = None,
 ) -> BackwardResult:
     """Write one batch of change events to DynamoDB; safe to repeat.
 
@@ -393,7 +401,8 @@ def apply_events(
     later state of the document than its event; that later state has its own event further on, so
     writing it early loses nothing, and skipping a sync write's event never hides an application
     change (the sync's writes are inserts and replacements, whose events carry their own document
-    on every server). What is lost without exact images is an application version that forward
+    on every server). ``key_types`` (``{name: S|N|B}``, hash key first) lets an item DynamoDB would
+    refuse (wrong key type, over 400 KB) be quarantined before it is written. What is lost without exact images is an application version that forward
     sync overwrote before backward sync read it: the conflict is still reported, but MongoDB's
     version cannot win it.
     """
@@ -431,7 +440,7 @@ def apply_events(
                 plan.restores.append((event, None))
             continue
         try:
-            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger)
+            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger, bson_mapping, key_types)
         except Unrepresentable as error:
             plan.poison.append((event, error.reason))
             continue

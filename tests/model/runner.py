@@ -368,11 +368,7 @@ class Runner:
 
         real_collection = relay.collection
         relay.collection = Hooked(real_collection, switch, direction, "collection", _COLLECTION_METHODS, {"watch": watch})
-        tombstones = Hooked(self.meta["tombstones"], switch, direction, "tombstones", _COLLECTION_METHODS)
-        if hasattr(relay, "tombstones"):
-            relay.tombstones = tombstones
-        if hasattr(relay, "meta"):
-            relay.meta = Hooked(relay.meta, switch, direction, "meta", (), {"[tombstones]": tombstones})
+        relay.keys.collection = Hooked(relay.keys.collection, switch, direction, "keys", _COLLECTION_METHODS)
         ledger = getattr(relay, "ledger", None)
         if ledger is not None and hasattr(ledger, "collection"):
             ledger.collection = Hooked(ledger.collection, switch, direction, "ledger", _COLLECTION_METHODS)
@@ -606,9 +602,9 @@ class Runner:
         batch = copy.deepcopy(done[int(step["fraction"] * len(done))])
         relay = self.relays["forward"]
         self.outcome.relay_steps.append(self.step_number)
-        kwargs = _accepted(forward.apply_records, sync=relay.sync, guarded=getattr(relay, "guarded", True))
         try:
-            result = forward.apply_records(batch, self.collection, self.meta["tombstones"], self.config.name, KEY, **kwargs)
+            result = forward.apply_records(batch, self.collection, relay.keys, self.config.name, KEY, sync=relay.sync,
+                                           quarantine=relay.quarantine)
         except Exception as error:  # noqa: BLE001 - a Lambda invocation failing is reported like a relay failure
             self.outcome.errors.append(f"step {self.step_number}: Lambda redelivery: {type(error).__name__}: {error}")
             return f"FAILED {type(error).__name__}"

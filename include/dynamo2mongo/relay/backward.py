@@ -68,6 +68,7 @@ class BackwardRelay:
         self.poll_seconds = poll_seconds
         self.stop = stop or threading.Event()
         self.key_attrs: tuple[str, ...] = ()
+        self.key_types: dict[str, str] | None = None
         self.totals = backward.BackwardResult()
         self.batches = 0
         self.caught_up_at: Any = None
@@ -79,6 +80,8 @@ class BackwardRelay:
             migration = self.state.migration()
             if migration.get("phase") in READY_PHASES or migration.get("backward_sync_started"):
                 self.key_attrs = tuple((migration.get("source") or {}).get("key") or ())
+                types = (migration.get("source") or {}).get("key_types") or {}
+                self.key_types = {name: types[name] for name in self.key_attrs if name in types} or None
                 if not self.key_attrs:
                     raise RelayError(f"table {self.config.name!r}: the migration state names no key; run preflight first")
                 return True
@@ -129,6 +132,8 @@ class BackwardRelay:
             keys=self.keys,
             quarantine=self.quarantine,
             exact_images=self.exact_images,
+            bson_mapping=self.config.sync.bson_mapping,
+            key_types=self.key_types,
         )
         progress = {"token": changes[-1]["_id"], "newest_at": result.newest_at}
         if result.newest_independent is not None:
