@@ -55,7 +55,7 @@ from dynamo2mongo.forward import (
 from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
 from dynamo2mongo.quarantine import Quarantine
-from dynamo2mongo.typememory import restore
+from dynamo2mongo.typememory import TableTypes, restore
 from dynamo2mongo.types import (
     DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable, document_to_item, item_problems, item_to_document,
 )
@@ -302,7 +302,7 @@ def _both_wrote(event: Event, tokens: list[str], entry: LedgerEntry | None, poli
 
 def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, result: BackwardResult,
              ledger: EchoLedger, bson_mapping: BsonMapping, key_types: dict[str, str] | None,
-             ) -> tuple[dict[str, Any], list | None]:
+             types: TableTypes | None) -> tuple[dict[str, Any], list | None]:
     """The DynamoDB item of an application's document, or Unrepresentable saying why it has none."""
     document = event.document
     try:
@@ -317,7 +317,7 @@ def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, r
     # The types of the version both stores last agreed on; for a key the sync never wrote, those of
     # the document before this change (a pre-image, where the collection keeps them).
     remembered = state.t if state is not None else ((event.before or {}).get(RESERVED) or {}).get("t")
-    document, undecided = restore(document, remembered)
+    document, undecided = restore(document, remembered, types)
     if undecided:
         result.undecided_types += len(undecided)
         log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "
@@ -393,6 +393,7 @@ def apply_events(
     exact_images: bool = False,
     bson_mapping: BsonMapping = DEFAULT_BSON_MAPPING,
     key_types: dict[str, str] | None = None,
+    types: TableTypes | None = None,
 ) -> BackwardResult:
     """Write one batch of change events to DynamoDB; safe to repeat.
 
@@ -440,7 +441,7 @@ def apply_events(
                 plan.restores.append((event, None))
             continue
         try:
-            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger, bson_mapping, key_types)
+            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger, bson_mapping, key_types, types)
         except Unrepresentable as error:
             plan.poison.append((event, error.reason))
             continue
@@ -457,6 +458,8 @@ def apply_events(
     if deferred:
         ledger.clear_deferred([c.event.id for k, c in latest.items() if k in deferred])
     _quarantine(plan.poison, quarantine, source_table, result)
+    if types is not None:
+        types.learn([e.document for e, _, _, _ in plan.puts], plain=False)
     for event, waiting in plan.forward_wins:
         ledger.resolve_deferred(event.id, policy, "dynamodb", waiting, event.document, event.at)
         _write_mongodb(collection, ledger, keys, event, waiting["document"])
@@ -467,6 +470,7 @@ def apply_events(
     # it, so its echo would never come back; both stores already agree on it.
     holding = _current_hashes(dynamodb, source_table, key_attrs,
                               [e.id for e, _, _, _ in plan.puts] + [e.id for e in plan.deletes])
+    typed = [(e, h) for e, _, d, h in plan.puts if h != ((e.document.get(RESERVED) or {}).get("t"))]
     agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
     plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]
     unchanged = [e for e in plan.deletes if e.identity not in holding]
@@ -494,6 +498,7 @@ def apply_events(
     for event, document in plan.restores:
         if event.identity not in refused_ids:
             _write_mongodb(collection, ledger, keys, event, document)
+    _note_types(collection, [(e, h) for e, h in typed if e.identity not in refused_ids])
     result.written = len(plan.puts) - len(refused_ids)
     result.deleted = len(plan.deletes) - sum(1 for n in missed if n[1] == TOMBSTONE)
     if consumed:
@@ -504,6 +509,16 @@ def apply_events(
         if synced:
             quarantine.resolve(DIRECTION, synced)
     return result
+
+
+def _note_types(collection: Collection, typed: list[tuple[Event, list | None]]) -> None:
+    """Write the hints the type memory gave a document into its ``_ddb``, so that MongoDB holds what
+    DynamoDB was given (verification compares the two). Only while the hinted attributes still hold
+    the values read: an application change since has its own event."""
+    for event, hints in typed:
+        fields = {str(h["p"][0]) for h in hints or ()}
+        condition = {"_id": event.id, **{f: event.document[f] for f in fields if f in event.document}}
+        collection.update_one(condition, {"$set": {f"{RESERVED}.t": hints}})
 
 
 def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, event: Event,

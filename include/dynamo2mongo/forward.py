@@ -46,6 +46,7 @@ from dynamo2mongo.export.ddbjson import item_from_json
 from dynamo2mongo.keystate import KeyState, KeyStates
 from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
 from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.typememory import TableTypes, restore
 from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 log = logging.getLogger(__name__)
@@ -214,15 +215,17 @@ def is_expiry(record: dict[str, Any]) -> bool:
     return writer.get("type") == "Service" and writer.get("principalId") == TTL_PRINCIPAL
 
 
-def document_hash(document: dict[str, Any] | None) -> str:
-    """The content hash of what a MongoDB document maps to in DynamoDB (a tombstone for none).
+def document_hash(document: dict[str, Any] | None, remembered: list | None = None,
+                  table: TableTypes | None = None) -> str:
+    """The content hash of what a MongoDB document maps to in DynamoDB (a tombstone for none), with
+    the types backward sync would give a document written without ``_ddb`` (dynamo2mongo.typememory).
 
     A document DynamoDB cannot hold hashes to ``UNKNOWN``, equal to no synced version.
     """
     if document is None:
         return TOMBSTONE
     try:
-        return content_hash(document_to_item(document))
+        return content_hash(document_to_item(restore(document, remembered, table)[0]))
     except Unrepresentable:
         return UNKNOWN
 
@@ -255,6 +258,7 @@ class SyncContext:
     policy: str = "dynamodb_wins"
     dynamodb: Any = None
     source_table: str | None = None
+    types: TableTypes | None = None
 
 
 @dataclass
@@ -281,7 +285,7 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
     """
     applied = max(state.seq, mark_of(document).get("seq") or "")
     agreed = agreed_version(document, state)
-    now = document_hash(document)
+    now = document_hash(document, state.t, sync.types if sync is not None else None)
     target: tuple[Change, bool] | None = None
     fields: dict[str, Any] = {}
     for change in group:
@@ -294,7 +298,9 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
             if note is not None:
                 batch.consumed.append((note, change.seq))
             result.echoes += 1
-            if kind == OVERRULED:
+            if kind == OVERRULED or entry.pending:
+                # Overruled, or backward sync wrote later versions whose echoes are still to come:
+                # MongoDB already holds something newer than this record.
                 continue
             if now == agreed and change.hash != now:
                 target, now = (change, False), change.hash
@@ -449,6 +455,8 @@ def apply_changes(
             operations.append(ReplaceOne(condition, change.document, upsert=True))
             planned.append(change)
             notes.append((change.id, change.seq, (CONFLICT_TOKEN if resolved else "") + change.seq))
+    if sync is not None and sync.types is not None:
+        sync.types.learn([c.document for c, _ in batch.writes if c.document is not None])
     if sync is not None and notes:
         sync.ledger.intend_tokens(TO_MONGODB, notes, result.newest_created)
     if batch.winners:

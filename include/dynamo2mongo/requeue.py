@@ -23,6 +23,7 @@ from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TOMBSTONE, EchoLedger
 from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.typememory import TableTypes
 from dynamo2mongo.types import RESERVED, Unrepresentable, item_to_document
 
 
@@ -39,7 +40,8 @@ def retry(config: Any, key_attrs: tuple[str, ...], dynamodb: Any, mongo: Any, di
     quarantine = Quarantine(meta, config.name)
     keys = KeyStates(meta, config.name)
     ledger = EchoLedger(meta, config.name)
-    sync = forward.SyncContext(ledger, config.sync.conflict_policy, dynamodb, config.source_table)
+    types = TableTypes(meta, config.name)
+    sync = forward.SyncContext(ledger, config.sync.conflict_policy, dynamodb, config.source_table, types)
     result = RetryResult()
     now = dt.datetime.now(dt.timezone.utc)
     for entry in quarantine.entries(direction):
@@ -50,7 +52,7 @@ def retry(config: Any, key_attrs: tuple[str, ...], dynamodb: Any, mongo: Any, di
             event = backward.Event(key, "upsert" if document is not None else "delete", document, now, None)
             backward.apply_events([event], dynamodb=dynamodb, source_table=config.source_table, key_attrs=key_attrs,
                                   collection=collection, ledger=ledger, policy=config.sync.conflict_policy, keys=keys,
-                                  quarantine=quarantine)
+                                  quarantine=quarantine, bson_mapping=config.sync.bson_mapping, types=types)
         else:
             dynamodb_key = backward.dynamodb_key(key, key_attrs)
             item = dynamodb.get_item(TableName=config.source_table, Key=dynamodb_key, ConsistentRead=True).get("Item")

@@ -33,6 +33,7 @@ from dynamo2mongo.echo import EchoLedger
 from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.lambda_engine import FunctionSettings
 from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.typememory import TableTypes
 
 log = logging.getLogger("dynamo2mongo.lambda")
 log.setLevel(logging.INFO)
@@ -60,7 +61,8 @@ def runtime(settings: FunctionSettings) -> Runtime:
         heartbeat=Heartbeat(meta, settings.table, "forward"),
         # As in the relay: backward sync's echoes are recognised, conflicts resolved and reported.
         sync=forward.SyncContext(
-            EchoLedger(meta, settings.table), settings.conflict_policy, boto3.client("dynamodb"), settings.source_table
+            EchoLedger(meta, settings.table), settings.conflict_policy, boto3.client("dynamodb"), settings.source_table,
+            TableTypes(meta, settings.table),
         ),
     )
 

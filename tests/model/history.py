@@ -56,6 +56,14 @@ KILL_TARGETS = {
         "checkpoints.save",
     ),
 }
+# Where the other relay may run a step in the middle of this one's: between its reads (the batch's
+# documents, key states, ledger entries) and its writes.
+INTERLEAVE_TARGETS = {
+    "forward": ("collection.find", "keys.find", "ledger.find", "ledger.bulk_write", "collection.bulk_write",
+                "keys.bulk_write"),
+    "backward": ("collection.find", "keys.find", "ledger.find", "ledger.bulk_write", "dynamodb.batch_write_item",
+                 "keys.bulk_write"),
+}
 # Attributes the application changes one at a time (SET / $set); key fields never.
 SETTABLE = tuple(name for name in SCHEMA if name not in ("nothing",))
 
@@ -126,6 +134,7 @@ _WEIGHTS = [
 
 def generate(seed: int, policy: str = "dynamodb_wins") -> History:
     rng = random.Random(seed)
+    weave = random.Random(seed * 7919 + 1)
     count = rng.randint(3, 6)
     keys = [(f"p{i % 2}", i) for i in range(count)]
     seeded = {i: item(rng, keys, i) for i in range(count) if rng.random() < 0.5}
@@ -207,6 +216,11 @@ def generate(seed: int, policy: str = "dynamodb_wins") -> History:
         if kind == "sync":
             mongo_written.clear()
             expired.clear()
+        if kind in ("fwd_step", "bwd_step") and weave.random() < 0.35:
+            # Drawn apart from the main sequence, so that a seed's writes stay what they were.
+            relay = "forward" if kind == "fwd_step" else "backward"
+            step = {"op": "interleave", "relay": relay, "target": weave.choice(INTERLEAVE_TARGETS[relay]),
+                    "nth": weave.randint(1, 2)}
         steps.append(step)
     return History(seed, keys, seeded, steps, batch_size=rng.choice((3, 10, 100)), policy=policy)
 
@@ -271,6 +285,9 @@ def describe(step: dict[str, Any], keys: list[tuple[str, int]]) -> str:
         return f"MongoDB poison document {key}: {step['kind']}{extra}"
     if op == "kill":
         return f"arm a kill of the {step['relay']} relay at call #{step['nth']} of {step['target']} ({step['when']} the call)"
+    if op == "interleave":
+        other = "backward" if step["relay"] == "forward" else "forward"
+        return f"{step['relay']} step, with a {other} step run before its call #{step['nth']} of {step['target']}"
     if op == "fwd_rollback":
         return f"forward checkpoint rolled back ({step['to']}, {step['fraction']:.2f}) and relay restarted"
     if op == "lambda_redeliver":

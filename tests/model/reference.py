@@ -204,6 +204,10 @@ def report(history: History, violations: list[Violation], outcome: Outcome, mini
     lines = [f"seed {history.seed} ({history.name or 'generated'}, policy {history.policy}): "
              f"{len(violations)} violation(s) of DESIGN §6"]
     lines += [f"  {v}" for v in violations[:12]]
+    if outcome.conflicts:
+        lines.append("conflict records:")
+        lines += [f"  key {c.get('key')!r}: {c.get('resolution')} wins ({c.get('policy')}): {c.get('detail')}"
+                  for c in outcome.conflicts[:12]]
     if outcome.errors:
         lines.append("relay failures (first of each kind):")
         seen: set[str] = set()

@@ -142,14 +142,41 @@ class Kill:
     calls: int = 0
 
 
+@dataclass
+class Interleave:
+    """The other relay runs one step of its own right before this relay's Nth call of ``target``:
+    the two relays run side by side in production, and their races live between such calls."""
+
+    relay: str
+    target: str
+    nth: int
+    step: int
+    calls: int = 0
+
+
 class Switch:
-    """Armed kills; each fires once, at its Nth call of its target in its relay."""
+    """Armed kills and interleavings; each fires once, at its Nth call of its target in its relay."""
 
     def __init__(self, log: list[str]):
         self.armed: list[Kill] = []
+        self.interleaves: list[Interleave] = []
         self.log = log
+        self.other_step: Any = None
+        self._interleaving = False
 
     def call(self, relay: str, target: str, fn: Any, args: tuple, kwargs: dict) -> Any:
+        weave = next((w for w in self.interleaves if w.relay == relay and w.target == target), None)
+        if weave is not None and not self._interleaving:
+            weave.calls += 1
+            if weave.calls >= weave.nth:
+                self.interleaves.remove(weave)
+                other = "backward" if relay == "forward" else "forward"
+                self.log.append(f"      INTERLEAVE a {other} step before call #{weave.calls} of {relay} {target}")
+                self._interleaving = True
+                try:
+                    self.other_step(other)
+                finally:
+                    self._interleaving = False
         kill = next((k for k in self.armed if k.relay == relay and k.target == target), None)
         if kill is not None:
             kill.calls += 1
@@ -186,7 +213,7 @@ class Hooked:
         return self._extra.get(f"[{name}]") or self._target[name]
 
 
-_COLLECTION_METHODS = ("bulk_write", "replace_one", "delete_one", "update_one")
+_COLLECTION_METHODS = ("bulk_write", "replace_one", "delete_one", "update_one", "find")
 
 
 # ---- the stream as the harness sees it ----------------------------------------------------------
@@ -307,6 +334,7 @@ class Runner:
         self.outcome = Outcome(history, self.config.name, self.key_ids)
         self.log = self.outcome.log
         self.switch = Switch(self.log)
+        self.switch.other_step = self.relay_step
         self.ttl_seqs: set[str] = set()
         self.batches: list[list[dict[str, Any]]] = []
         self.tokens: list[Any] = []
@@ -530,6 +558,11 @@ class Runner:
         if op == "kill":
             self.switch.armed.append(Kill(step["relay"], step["target"], step["nth"], step["when"], self.step_number))
             return "armed"
+        if op == "interleave":
+            self.switch.interleaves.append(Interleave(step["relay"], step["target"], step["nth"], self.step_number))
+            self.outcome.relay_steps.append(self.step_number)
+            read = self.relay_step(step["relay"])
+            return {None: "failed", -1: "killed"}.get(read, f"read {read}")
         if op == "fwd_rollback":
             return self._forward_rollback(step)
         if op == "lambda_redeliver":

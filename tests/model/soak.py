@@ -14,7 +14,7 @@ import sys
 import time
 
 from tests.model.history import generate
-from tests.model.reference import ModelFailure, check, verify
+from tests.model.reference import report, ModelFailure, check, verify
 from tests.model.runner import run, servers
 
 POLICIES = ("dynamodb_wins", "mongodb_wins", "latest_wins")
@@ -44,10 +44,11 @@ def main(argv: list[str] | None = None) -> int:
                     text = str(failure)
                     rules = sorted({line.split()[1] for line in text.splitlines() if line.startswith("  rule ")})
             else:
-                violations = check(run(env, history))
+                outcome = run(env, history)
+                violations = check(outcome)
                 rules = sorted({v.rule for v in violations})
                 if violations:
-                    text = f"seed {seed} policy {policy}:\n" + "\n".join(f"  {v}" for v in violations)
+                    text = report(history, violations, outcome, None, None)
             seconds = time.monotonic() - began
             verdict = "ok" if not rules else "FAIL rules " + ",".join(rules)
             print(f"seed {seed:5d} {policy:13s} {len(history.steps):3d} steps {seconds:5.1f}s  {verdict}", flush=True)

@@ -28,6 +28,7 @@ from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.lag import backward_relay_lag
 from dynamo2mongo.lag_history import LagSampler
 from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.typememory import TableTypes
 from dynamo2mongo.relay.forward import RelayError
 from dynamo2mongo.state import PauseFlag, StateStore
 
@@ -62,6 +63,7 @@ class BackwardRelay:
         self.ledger = EchoLedger(self.meta, config.name)
         self.keys = KeyStates(self.meta, config.name)
         self.quarantine = Quarantine(self.meta, config.name)
+        self.types = TableTypes(self.meta, config.name)
         self.exact_images = False
         self.batch_max = batch_max
         self.batch_seconds = batch_seconds
@@ -134,6 +136,7 @@ class BackwardRelay:
             exact_images=self.exact_images,
             bson_mapping=self.config.sync.bson_mapping,
             key_types=self.key_types,
+            types=self.types,
         )
         progress = {"token": changes[-1]["_id"], "newest_at": result.newest_at}
         if result.newest_independent is not None:

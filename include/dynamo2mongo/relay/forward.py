@@ -39,6 +39,7 @@ from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.lag import relay_lag
 from dynamo2mongo.lag_history import LagSampler
 from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.typememory import TableTypes
 from dynamo2mongo.state import PauseFlag, StateStore
 
 log = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ class ForwardRelay:
         self.key_attrs: tuple[str, ...] = ()
         self.totals = Totals()
         self.ledger = EchoLedger(self.meta, config.name)
-        self.sync = forward.SyncContext(self.ledger, config.sync.conflict_policy, dynamodb, config.source_table)
+        self.sync = forward.SyncContext(self.ledger, config.sync.conflict_policy, dynamodb, config.source_table,
+                                        TableTypes(self.meta, config.name))
         self._refreshed = 0.0
         self.paused = PauseFlag(self.state, DIRECTION)
 
