@@ -188,6 +188,9 @@ def to_event(change: dict[str, Any], collection_name: str, still_there: Any = la
     if at.tzinfo is None:
         at = at.replace(tzinfo=dt.timezone.utc)
     token = change.get("_id")
+    if operation == "update" and _only_reserved(change.get("updateDescription")):
+        # Only ``_ddb`` changed (the sync noting a document's types): nothing DynamoDB holds.
+        return None
     if operation in ("insert", "update", "replace"):
         document = change.get("fullDocument")
         if not document or "_id" not in document:
@@ -198,6 +201,14 @@ def to_event(change: dict[str, Any], collection_name: str, still_there: Any = la
     if operation == "delete":
         return Event(change["documentKey"]["_id"], "delete", None, at, token, operation)
     return None
+
+
+def _only_reserved(description: dict[str, Any] | None) -> bool:
+    if not description:
+        return False
+    paths = list(description.get("updatedFields") or {}) + list(description.get("removedFields") or [])
+    paths += [t.get("field", "") for t in description.get("truncatedArrays") or []]
+    return bool(paths) and all(p == RESERVED or p.startswith(f"{RESERVED}.") for p in paths)
 
 
 def dynamodb_key(document_id: Any, key_attrs: tuple[str, ...]) -> dict[str, Any]:
@@ -302,7 +313,7 @@ def _both_wrote(event: Event, tokens: list[str], entry: LedgerEntry | None, poli
 
 def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, result: BackwardResult,
              ledger: EchoLedger, bson_mapping: BsonMapping, key_types: dict[str, str] | None,
-             types: TableTypes | None) -> tuple[dict[str, Any], list | None]:
+             types: TableTypes | None, held: dict[str, Any] | None) -> tuple[dict[str, Any], list | None]:
     """The DynamoDB item of an application's document, or Unrepresentable saying why it has none."""
     document = event.document
     try:
@@ -317,7 +328,8 @@ def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, r
     # The types of the version both stores last agreed on; for a key the sync never wrote, those of
     # the document before this change (a pre-image, where the collection keeps them).
     remembered = state.t if state is not None else ((event.before or {}).get(RESERVED) or {}).get("t")
-    document, undecided = restore(document, remembered, types)
+    held_hints = ((item_to_document(held, key_attrs).get(RESERVED) or {}).get("t")) if held else None
+    document, undecided = restore(document, remembered, types, held_hints)
     if undecided:
         result.undecided_types += len(undecided)
         log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "
@@ -329,18 +341,25 @@ def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, r
     return item, ((document.get(RESERVED) or {}).get("t"))
 
 
-def _current_hashes(dynamodb: Any, table: str, key_attrs: tuple[str, ...], ids: list[Any]) -> dict[bytes, str]:
-    """Content hashes of the items DynamoDB holds now for these keys (consistent reads)."""
-    found: dict[bytes, str] = {}
-    for start in range(0, len(ids), _BATCH_GET_LIMIT):
-        keys = [dynamodb_key(i, key_attrs) for i in ids[start : start + _BATCH_GET_LIMIT]]
+def _current_items(dynamodb: Any, table: str, key_attrs: tuple[str, ...], ids: list[Any]) -> dict[bytes, dict]:
+    """The items DynamoDB holds now for these keys (consistent reads); an ``_id`` that names no
+    DynamoDB key is left out (its document is quarantined)."""
+    found: dict[bytes, dict] = {}
+    keys_of = []
+    for wanted in ids:
+        try:
+            keys_of.append(dynamodb_key(wanted, key_attrs))
+        except (BackwardApplyError, Unrepresentable):
+            continue
+    for start in range(0, len(keys_of), _BATCH_GET_LIMIT):
+        keys = keys_of[start : start + _BATCH_GET_LIMIT]
         pending: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
         delay = 0.05
         while pending:
             response = dynamodb.batch_get_item(RequestItems=pending)
             for item in response.get("Responses", {}).get(table, []):
                 key = {name: item[name] for name in key_attrs}
-                found[identity(item_to_document(key, key_attrs)["_id"])] = content_hash(item)
+                found[identity(item_to_document(key, key_attrs)["_id"])] = item
             pending = response.get("UnprocessedKeys") or {}
             if pending:
                 time.sleep(delay)
@@ -422,6 +441,9 @@ def apply_events(
     current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": wanted}})} if wanted else {}
     states = keys.read(wanted)
     deferred = ledger.deferred(wanted)
+    # What DynamoDB holds now for these keys (consistent reads): to skip writes that change nothing,
+    # and to give back the types of attributes a document carries without their hints.
+    held = _current_items(dynamodb, source_table, key_attrs, [c.event.id for c in latest.values()])
     plan = _Plan()
     for key, candidate in latest.items():
         event, now = candidate.event, current.get(key)
@@ -441,7 +463,8 @@ def apply_events(
                 plan.restores.append((event, None))
             continue
         try:
-            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger, bson_mapping, key_types, types)
+            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger, bson_mapping, key_types, types,
+                                   held.get(key))
         except Unrepresentable as error:
             plan.poison.append((event, error.reason))
             continue
@@ -468,8 +491,7 @@ def apply_events(
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
     # it, so its echo would never come back; both stores already agree on it.
-    holding = _current_hashes(dynamodb, source_table, key_attrs,
-                              [e.id for e, _, _, _ in plan.puts] + [e.id for e in plan.deletes])
+    holding = {key: content_hash(item) for key, item in held.items()}
     typed = [(e, h) for e, _, d, h in plan.puts if h != ((e.document.get(RESERVED) or {}).get("t"))]
     agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
     plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]

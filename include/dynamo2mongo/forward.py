@@ -270,6 +270,8 @@ class _Batch:
     consumed: list[tuple[Note, str]] = field(default_factory=list)
     overruled: list[Note] = field(default_factory=list)
     states: list[tuple[Any, str, dict[str, Any]]] = field(default_factory=list)
+    # Documents of DynamoDB's own changes (not echoes of backward sync's): what the table's types are.
+    learnt: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyState, entry: LedgerEntry,
@@ -323,10 +325,14 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
             target = (change, True)
             now = agreed = change.hash
             fields = {"h": change.hash, "t": change.hints, "ttl": False}
+            if change.document is not None:
+                batch.learnt.append(change.document)
             continue
         target = (change, False)
         now = agreed = change.hash
         fields = {"h": change.hash, "t": change.hints, "ttl": change.ttl}
+        if change.document is not None:
+            batch.learnt.append(change.document)
     if target is not None:
         batch.writes.append(target)
     batch.states.append((group[0].id, applied, fields))
@@ -456,7 +462,7 @@ def apply_changes(
             planned.append(change)
             notes.append((change.id, change.seq, (CONFLICT_TOKEN if resolved else "") + change.seq))
     if sync is not None and sync.types is not None:
-        sync.types.learn([c.document for c, _ in batch.writes if c.document is not None])
+        sync.types.learn(batch.learnt)
     if sync is not None and notes:
         sync.ledger.intend_tokens(TO_MONGODB, notes, result.newest_created)
     if batch.winners:

@@ -72,11 +72,11 @@ def _fits(value: Any, hint: str) -> bool:
 
 
 def restore(document: dict[str, Any], remembered: list | None, table: "TableTypes | None" = None,
-            ) -> tuple[dict[str, Any], list[list]]:
+            held: list | None = None) -> tuple[dict[str, Any], list[list]]:
     """The document with the remembered hints that still fit; and the paths whose hint did not.
 
-    A document with ``_ddb`` keeps its own hints; only the table's memory adds to them, for values
-    at paths they do not name.
+    A document with ``_ddb`` keeps its own hints; only the hints of the item DynamoDB holds now for
+    the key (``held``) and the table's memory add to them, for values at paths they do not name.
     """
     own = (document.get(RESERVED) or {}).get("t") or []
     kept, undecided = list(own), []
@@ -86,9 +86,14 @@ def restore(document: dict[str, Any], remembered: list | None, table: "TableType
             if value is _MISSING:
                 continue
             (kept if _fits(value, hint["t"]) else undecided).append(hint)
+    named = {tuple(h["p"]) for h in kept} | {tuple(h["p"]) for h in undecided}
+    for hint in held or ():
+        value = _at(document, hint["p"])
+        if tuple(hint["p"]) not in named and value is not _MISSING and _fits(value, hint["t"]):
+            kept.append(hint)
+            named.add(tuple(hint["p"]))
     if table is not None:
-        named = {_pattern(h["p"]) for h in kept} | {_pattern(p) for p in (h["p"] for h in undecided)}
-        kept += [h for h in table.hints(document) if _pattern(h["p"]) not in named]
+        kept += [h for h in table.hints(document) if tuple(h["p"]) not in named]
     if kept == own:
         return document, [h["p"] for h in undecided]
     reserved = {**(document.get(RESERVED) or {}), "t": kept}
@@ -96,6 +101,7 @@ def restore(document: dict[str, Any], remembered: list | None, table: "TableType
 
 
 TYPES = "sync_types"
+_RECHECK_SECONDS = 0.2
 _PLAIN = {list: "L", str: "S"}
 
 
@@ -164,8 +170,14 @@ class TableTypes:
 
     def hints(self, document: dict[str, Any]) -> list[dict[str, Any]]:
         """Hints for the document's values at paths that only ever held one hinted kind."""
+        kinds_by_path = self._load()
+        unknown = [n for n, v in document.items() if type(v) in _PLAIN and (n,) not in kinds_by_path]
+        if unknown and time.monotonic() - self._loaded > _RECHECK_SECONDS:
+            # An attribute this process has not seen: the other direction may have just learnt it.
+            self._kinds = None
+            kinds_by_path = self._load()
         found = []
-        for pattern, kinds in self._load().items():
+        for pattern, kinds in kinds_by_path.items():
             if len(kinds) != 1 or next(iter(kinds)) in _PLAIN.values():
                 continue
             (kind,) = kinds
