@@ -285,9 +285,13 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
     sync itself had overwritten that write (a race of the two directions), never where a conflict
     resolution overruled it.
     """
-    applied = max(state.seq, mark_of(document).get("seq") or "")
+    mark_seq = mark_of(document).get("seq") or ""
+    applied = max(state.seq, mark_seq)
     agreed = agreed_version(document, state)
     now = document_hash(document, state.t, sync.types if sync is not None else None)
+    if state.next_seq > state.seq and (mark_seq >= state.next_seq or now == state.next_h):
+        # The relay stopped between its write and the key's state: the write landed.
+        applied, agreed = max(applied, state.next_seq), state.next_h
     target: tuple[Change, bool] | None = None
     fields: dict[str, Any] = {}
     for change in group:
@@ -428,7 +432,8 @@ def apply_changes(
     other key goes on; a later change of the key that syncs resolves the entry.
 
     The writes are made in an order that a crash between any two of them leaves harmless: ledger
-    intents, DynamoDB write-backs, the MongoDB writes, confirmations, met echoes, key states.
+    intents (the key states' and the ledger's), DynamoDB write-backs, the MongoDB writes,
+    confirmations, met echoes, key states.
     """
     result = ApplyResult(records=len(changes))
     if not changes:
@@ -461,6 +466,7 @@ def apply_changes(
             operations.append(ReplaceOne(condition, change.document, upsert=True))
             planned.append(change)
             notes.append((change.id, change.seq, (CONFLICT_TOKEN if resolved else "") + change.seq))
+    keys.intend_forward([(c.id, c.seq, c.hash) for c, _ in batch.writes])
     if sync is not None and sync.types is not None:
         sync.types.learn(batch.learnt)
     if sync is not None and notes:

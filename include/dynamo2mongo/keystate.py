@@ -13,6 +13,9 @@ One document per table and key in the metadata database (``sync_keys``, ``_id = 
 - ``t``: the type hints of that version, so that a document rewritten without ``_ddb`` gets its
   DynamoDB types back (dynamo2mongo.typememory).
 - ``ttl``: the last forward change was a TTL expiry (DynamoDB's own delete).
+- ``next``: ``{seq, h}`` of the write forward sync is about to make, noted before it and removed
+  after: a relay that stopped in between tells on restart whether the write landed (the key's
+  content is ``h``) instead of taking its own write for an application change.
 
 These documents do not expire: ``h`` must outlive any pause of either relay, or an application
 change made long ago would look pending again. There is at most one per key the sync touched.
@@ -38,6 +41,8 @@ class KeyState:
     h: str | None = None
     t: list | None = None
     ttl: bool = False
+    next_seq: str = ""
+    next_h: str | None = None
 
 
 class KeyStates:
@@ -53,16 +58,28 @@ class KeyStates:
             return {}
         found = self.collection.find({"_id": {"$in": [self._id(i) for i in document_ids]}})
         return {
-            identity(d["_id"]["k"]): KeyState(d.get("seq") or "", d.get("h"), d.get("t"), bool(d.get("ttl")))
+            identity(d["_id"]["k"]): KeyState(d.get("seq") or "", d.get("h"), d.get("t"), bool(d.get("ttl")),
+                                              (d.get("next") or {}).get("seq") or "", (d.get("next") or {}).get("h"))
             for d in found
         }
+
+    def intend_forward(self, writes: list[tuple[Any, str, str]]) -> None:
+        """Before forward sync's writes: ``(document_id, seq, hash)`` of each."""
+        if writes:
+            self.collection.bulk_write(
+                [UpdateOne({"_id": self._id(k)}, {"$set": {"next": {"seq": seq, "h": h}}, "$setOnInsert": {"seq": ""}},
+                           upsert=True)
+                 for k, seq, h in writes],
+                ordered=False,
+            )
 
     def record_forward(self, entries: list[tuple[Any, str, dict[str, Any]]], at: dt.datetime) -> None:
         """After forward sync's writes: ``(document_id, newest seq, fields)``; ``fields`` holds what
         changed of ``h``, ``t`` and ``ttl``."""
         if entries:
             self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(k)}, {"$max": {"seq": seq}, "$set": {**fields, "at": at}}, upsert=True)
+                [UpdateOne({"_id": self._id(k)}, {"$max": {"seq": seq}, "$set": {**fields, "at": at},
+                                                  "$unset": {"next": ""}}, upsert=True)
                  for k, seq, fields in entries],
                 ordered=False,
             )
