@@ -50,7 +50,7 @@ from pymongo.errors import OperationFailure
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
 from dynamo2mongo.forward import (
-    CONFLICT_TOKEN, DYNAMODB_PRECISION, MONGODB_PRECISION, later, mark_of,
+    CONFLICT_TOKEN, DYNAMODB_PRECISION, MONGODB_PRECISION, forward_mark, later, mark_of,
 )
 from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
@@ -485,7 +485,14 @@ def apply_events(
         types.learn([e.document for e, _, _, _ in plan.puts], plain=False)
     for event, waiting in plan.forward_wins:
         ledger.resolve_deferred(event.id, policy, "dynamodb", waiting, event.document, event.at)
-        _write_mongodb(collection, ledger, keys, event, waiting["document"])
+        # DynamoDB's change won: MongoDB gets what DynamoDB holds now (that change, or a later one).
+        item = held.get(event.identity)
+        won = None
+        if item is not None:
+            won = item_to_document(item, key_attrs)
+            state = states.get(event.identity)
+            won.setdefault(RESERVED, {})["sync"] = forward_mark(item, state.seq if state else "", event.at)
+        _write_mongodb(collection, ledger, keys, event, won)
     for event, _, _, _ in plan.puts:
         if event.identity in deferred:
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
@@ -549,6 +556,7 @@ def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, 
     own in its mark, so that this relay meets its change event as an echo."""
     token = f"b{bson.ObjectId()}"
     if document is None:
+        keys.record_backward([(event.id, TOMBSTONE, None)], event.at)
         notes = ledger.intend_tokens(TO_MONGODB, [(event.id, TOMBSTONE, token)], event.at)
         collection.delete_one({"_id": event.id})
     else:
@@ -556,6 +564,7 @@ def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, 
         reserved = dict(document.get(RESERVED) or {})
         reserved["sync"] = {**(reserved.get("sync") or {}), "w": token}
         document[RESERVED] = reserved
+        keys.record_backward([(event.id, content_hash(document_to_item(document)), reserved.get("t"))], event.at)
         notes = ledger.intend_tokens(TO_MONGODB, [(event.id, token, token)], event.at)
         collection.replace_one({"_id": event.id}, document, upsert=True)
     ledger.confirm(TO_MONGODB, notes)
