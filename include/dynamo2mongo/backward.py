@@ -89,6 +89,9 @@ class Event:
     token: Any
     kind: str = "update"  # the change event's operationType
     before: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+    # The cluster time as one number (seconds << 32 | increment); None for a change made up by a
+    # retry, which is never a replay.
+    position: int | None = None
 
     @property
     def identity(self) -> bytes:
@@ -188,6 +191,7 @@ def to_event(change: dict[str, Any], collection_name: str, still_there: Any = la
     if at.tzinfo is None:
         at = at.replace(tzinfo=dt.timezone.utc)
     token = change.get("_id")
+    position = (cluster_time.time << 32 | cluster_time.inc) if cluster_time is not None else None
     if operation == "update" and _only_reserved(change.get("updateDescription")):
         # Only ``_ddb`` changed (the sync noting a document's types): nothing DynamoDB holds.
         return None
@@ -196,10 +200,11 @@ def to_event(change: dict[str, Any], collection_name: str, still_there: Any = la
         if not document or "_id" not in document:
             # The document was deleted before its post-image was looked up: the delete event follows.
             key = (change.get("documentKey") or {}).get("_id")
-            return Event(key, "gone", None, at, token, operation)
-        return Event(document["_id"], "upsert", document, at, token, operation, change.get("fullDocumentBeforeChange"))
+            return Event(key, "gone", None, at, token, operation, position=position)
+        return Event(document["_id"], "upsert", document, at, token, operation, change.get("fullDocumentBeforeChange"),
+                     position)
     if operation == "delete":
-        return Event(change["documentKey"]["_id"], "delete", None, at, token, operation)
+        return Event(change["documentKey"]["_id"], "delete", None, at, token, operation, position=position)
     return None
 
 
@@ -445,8 +450,15 @@ def apply_events(
     # and to give back the types of attributes a document carries without their hints.
     held = _current_items(dynamodb, source_table, key_attrs, [c.event.id for c in latest.values()])
     plan = _Plan()
+    processed = [(c.event.id, c.event.position) for c in latest.values() if c.event.position is not None]
+    holding = {key: content_hash(item) for key, item in held.items()}
     for key, candidate in latest.items():
         event, now = candidate.event, current.get(key)
+        state = states.get(key)
+        if event.position is not None and state is not None and event.position <= state.bpos:
+            # Processed before: the change stream was replayed from an older position.
+            result.skipped += 1
+            continue
         tokens = _overwritten(candidate, now, entries.get(key))
         restore_in_mongodb = False
         if tokens is not None:
@@ -458,6 +470,9 @@ def apply_events(
             result.skipped += 1
             continue
         if event.op == "delete":
+            if _made_before(event, state, TOMBSTONE, holding.get(key, TOMBSTONE)):
+                result.skipped += 1
+                continue
             plan.deletes.append(event)
             if restore_in_mongodb:
                 plan.restores.append((event, None))
@@ -469,6 +484,9 @@ def apply_events(
             plan.poison.append((event, error.reason))
             continue
         digest = content_hash(item)
+        if _made_before(event, state, digest, holding.get(key, TOMBSTONE)):
+            result.skipped += 1
+            continue
         waiting = deferred.get(key)
         if waiting is not None:
             result.conflicts += 1
@@ -498,15 +516,15 @@ def apply_events(
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
     # it, so its echo would never come back; both stores already agree on it.
-    holding = {key: content_hash(item) for key, item in held.items()}
     typed = [(e, h) for e, _, d, h in plan.puts if h != ((e.document.get(RESERVED) or {}).get("t"))]
     agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
     plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]
     unchanged = [e for e in plan.deletes if e.identity not in holding]
     plan.deletes = [e for e in plan.deletes if e.identity in holding]
     result.skipped += len(agreed) + len(unchanged)
-    keys.record_backward(agreed + [(e.id, TOMBSTONE, None) for e in unchanged] + [(e.id, d, h) for e, _, d, h in plan.puts]
-                         + [(e.id, TOMBSTONE, None) for e in plan.deletes], result.newest_at)
+    keys.record_backward([(i, d, h, None) for i, d, h in agreed] + [(e.id, TOMBSTONE, None, None) for e in unchanged]
+                         + [(e.id, d, h, e.position) for e, _, d, h in plan.puts]
+                         + [(e.id, TOMBSTONE, None, e.position) for e in plan.deletes], result.newest_at)
     writes = [(e.id, d) for e, _, d, _ in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
     missed: list[Note] = []
     refused_ids: set[bytes] = set()
@@ -528,6 +546,7 @@ def apply_events(
         if event.identity not in refused_ids:
             _write_mongodb(collection, ledger, keys, event, document)
     _note_types(collection, [(e, h) for e, h in typed if e.identity not in refused_ids])
+    keys.processed_backward(processed)
     result.written = len(plan.puts) - len(refused_ids)
     result.deleted = len(plan.deletes) - sum(1 for n in missed if n[1] == TOMBSTONE)
     if consumed:
@@ -538,6 +557,14 @@ def apply_events(
         if synced:
             quarantine.resolve(DIRECTION, synced)
     return result
+
+
+def _made_before(event: Event, state: KeyState | None, digest: str, held: str) -> bool:
+    """The change's write was noted before the relay stopped (``bnext``): made already (DynamoDB
+    holds it), or overtaken by a version both stores agreed on since."""
+    if event.position is None or state is None or not state.bpos < event.position <= state.bnext:
+        return False
+    return held == digest or state.h != digest
 
 
 def _note_types(collection: Collection, typed: list[tuple[Event, list | None]]) -> None:
@@ -556,7 +583,7 @@ def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, 
     own in its mark, so that this relay meets its change event as an echo."""
     token = f"b{bson.ObjectId()}"
     if document is None:
-        keys.record_backward([(event.id, TOMBSTONE, None)], event.at)
+        keys.record_backward([(event.id, TOMBSTONE, None, None)], event.at)
         notes = ledger.intend_tokens(TO_MONGODB, [(event.id, TOMBSTONE, token)], event.at)
         collection.delete_one({"_id": event.id})
     else:
@@ -564,7 +591,7 @@ def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, 
         reserved = dict(document.get(RESERVED) or {})
         reserved["sync"] = {**(reserved.get("sync") or {}), "w": token}
         document[RESERVED] = reserved
-        keys.record_backward([(event.id, content_hash(document_to_item(document)), reserved.get("t"))], event.at)
+        keys.record_backward([(event.id, content_hash(document_to_item(document)), reserved.get("t"), None)], event.at)
         notes = ledger.intend_tokens(TO_MONGODB, [(event.id, token, token)], event.at)
         collection.replace_one({"_id": event.id}, document, upsert=True)
     ledger.confirm(TO_MONGODB, notes)

@@ -13,6 +13,10 @@ One document per table and key in the metadata database (``sync_keys``, ``_id = 
 - ``t``: the type hints of that version, so that a document rewritten without ``_ddb`` gets its
   DynamoDB types back (dynamo2mongo.typememory).
 - ``ttl``: the last forward change was a TTL expiry (DynamoDB's own delete).
+- ``bpos``: the change-stream position (cluster time) of the newest MongoDB change of the key that
+  backward sync has processed: a replayed change (a resume token rolled back, a relay restarted
+  before its checkpoint) is not written again, for its exact post-image may be older than what
+  DynamoDB holds now. ``bnext``: the position of a change whose DynamoDB write is about to be made.
 - ``next``: ``{seq, h}`` of the write forward sync is about to make, noted before it and removed
   after: a relay that stopped in between tells on restart whether the write landed (the key's
   content is ``h``) instead of taking its own write for an application change.
@@ -43,6 +47,8 @@ class KeyState:
     ttl: bool = False
     next_seq: str = ""
     next_h: str | None = None
+    bpos: int = 0
+    bnext: int = 0
 
 
 class KeyStates:
@@ -59,7 +65,8 @@ class KeyStates:
         found = self.collection.find({"_id": {"$in": [self._id(i) for i in document_ids]}})
         return {
             identity(d["_id"]["k"]): KeyState(d.get("seq") or "", d.get("h"), d.get("t"), bool(d.get("ttl")),
-                                              (d.get("next") or {}).get("seq") or "", (d.get("next") or {}).get("h"))
+                                              (d.get("next") or {}).get("seq") or "", (d.get("next") or {}).get("h"),
+                                              d.get("bpos") or 0, d.get("bnext") or 0)
             for d in found
         }
 
@@ -84,13 +91,25 @@ class KeyStates:
                 ordered=False,
             )
 
-    def record_backward(self, entries: list[tuple[Any, str, list | None]], at: dt.datetime) -> None:
-        """Before backward sync's writes: ``(document_id, hash, hints)`` is what both stores will hold."""
+    def record_backward(self, entries: list[tuple[Any, str, list | None, int | None]], at: dt.datetime) -> None:
+        """Before backward sync's writes: ``(document_id, hash, hints, position)``: what both stores
+        will hold, and the position of the change that makes it."""
         if entries:
+            updates = []
+            for k, h, t, position in entries:
+                fields: dict[str, Any] = {"h": h, "t": t, "at": at, "ttl": False}
+                if position is not None:
+                    fields["bnext"] = position
+                updates.append(UpdateOne({"_id": self._id(k)}, {"$set": fields, "$setOnInsert": {"seq": ""}},
+                                         upsert=True))
+            self.collection.bulk_write(updates, ordered=False)
+
+    def processed_backward(self, positions: list[tuple[Any, int]]) -> None:
+        """After backward sync's writes: the newest change of each key it has processed."""
+        if positions:
             self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(k)}, {"$set": {"h": h, "t": t, "at": at, "ttl": False},
-                                                  "$setOnInsert": {"seq": ""}}, upsert=True)
-                 for k, h, t in entries],
+                [UpdateOne({"_id": self._id(k)}, {"$max": {"bpos": p}, "$setOnInsert": {"seq": ""}}, upsert=True)
+                 for k, p in positions],
                 ordered=False,
             )
 
