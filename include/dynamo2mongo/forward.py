@@ -270,6 +270,7 @@ class _Batch:
     consumed: list[tuple[Note, str]] = field(default_factory=list)
     overruled: list[Note] = field(default_factory=list)
     states: list[tuple[Any, str, dict[str, Any]]] = field(default_factory=list)
+    contested: list[tuple[Change, dict[str, Any] | None]] = field(default_factory=list)
     # Documents of DynamoDB's own changes (not echoes of backward sync's): what the table's types are.
     learnt: list[dict[str, Any]] = field(default_factory=list)
 
@@ -304,6 +305,11 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
             if note is not None:
                 batch.consumed.append((note, change.seq))
             result.echoes += 1
+            if kind == OVERRULED and now == agreed and change.hash != now:
+                # The overruled write landed after the resolution (it was noted, not yet made, when
+                # DynamoDB's change won): DynamoDB may hold it now, so the winner is written again.
+                batch.contested.append((change, target[0].document if target is not None else document))
+                continue
             if kind == OVERRULED or entry.pending:
                 # Overruled, or backward sync wrote later versions whose echoes are still to come:
                 # MongoDB already holds something newer than this record.
@@ -407,6 +413,22 @@ def _reassert(sync: SyncContext, winners: list[tuple[Change, dict[str, list[str]
         sync.ledger.confirm(TO_DYNAMODB, notes)
 
 
+def _reassert_current(sync: SyncContext, contested: list[tuple[Change, dict[str, Any] | None]]) -> None:
+    """Write MongoDB's version, the winner of a conflict, back over an overruled write that reached
+    DynamoDB after the resolution; only while DynamoDB holds that overruled write."""
+    for echo, document in contested:
+        held = sync.dynamodb.get_item(TableName=sync.source_table, Key=echo.keys, ConsistentRead=True).get("Item")
+        if (content_hash(held) if held else TOMBSTONE) != echo.hash:
+            continue
+        item = document_to_item(restore(document, None, sync.types)[0]) if document is not None else None
+        notes = sync.ledger.intend(TO_DYNAMODB, [(echo.id, content_hash(item) if item else TOMBSTONE)], echo.created)
+        if item is None:
+            sync.dynamodb.delete_item(TableName=sync.source_table, Key=echo.keys)
+        else:
+            sync.dynamodb.put_item(TableName=sync.source_table, Item=item)
+        sync.ledger.confirm(TO_DYNAMODB, notes)
+
+
 def apply_changes(
     changes: list[Change],
     collection: Collection,
@@ -473,6 +495,8 @@ def apply_changes(
         sync.ledger.intend_tokens(TO_MONGODB, notes, result.newest_created)
     if batch.winners:
         _reassert(sync, batch.winners)
+    if batch.contested:
+        _reassert_current(sync, batch.contested)
     if batch.overruled:
         sync.ledger.overrule(TO_DYNAMODB, batch.overruled)
     if operations:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import bson
 
-from tests.model.history import History, show, show_item
+from tests.model.history import SCHEMA, History, show, show_item
 from dynamo2mongo.types import item_to_document
 from tests.model.runner import KEY as KEY_ATTRS, POISON, Env, Event, Outcome, model_item, project_item, run
 
@@ -108,6 +108,14 @@ def _untyped_equal(document: dict[str, Any], item: dict[str, Any] | None) -> boo
 _TYPED_MONGO_WRITES = ("mongo_insert",)
 
 
+def _typed_right(item: Any) -> set[str]:
+    """The attributes an item holds with the schema's type (an item DynamoDB was given with a type
+    already lost teaches nothing)."""
+    if not isinstance(item, dict):
+        return set()
+    return {a for a, v in item.items() if isinstance(v, dict) and next(iter(v), None) == SCHEMA.get(a)}
+
+
 def _unknowable_types(outcome: Outcome, index: int, meant: Any, ddb: Any) -> list[str] | None:
     """The attributes whose DynamoDB type the sync could not have known, when those are all that
     differ: no seed, DynamoDB write or hinted MongoDB write of any key carried them before the
@@ -120,12 +128,12 @@ def _unknowable_types(outcome: Outcome, index: int, meant: Any, ddb: Any) -> lis
     known: set[str] = set()
     # A seed is in both stores as the import left it: the sync reads its types for that key only
     # (DynamoDB's item), never for another.
-    known |= set(outcome.seeded.get(index) or {})
+    known |= _typed_right(outcome.seeded.get(index))
     for key_events in outcome.events.values():
         for event in key_events:
             op = outcome.history.steps[event.step - 1].get("op") if 0 < event.step <= len(outcome.history.steps) else None
             if event.step < last and isinstance(event.content, dict) and (event.side == "ddb" or op in _TYPED_MONGO_WRITES):
-                known |= set(event.content)
+                known |= _typed_right(event.content)
     return None if any(a in known for a in differing) else differing
 
 
