@@ -325,7 +325,8 @@ def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, r
         expected = document_id(document, key_attrs)
     except MissingKeyField as error:
         raise Unrepresentable(f"{error}; write every key field") from None
-    if expected != event.id:
+    # Compared as BSON: {sk, pk} is another _id than {pk, sk}, though Python's dicts are equal.
+    if identity(expected) != event.identity:
         raise Unrepresentable(
             f"_id {event.id!r} does not follow the key convention: the key fields give {expected!r}. Derive _id "
             f"with dynamo2mongo.keys.document_id (a second document for one DynamoDB item is refused)"
