@@ -22,6 +22,7 @@ Rules (the ids printed on failure):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from dataclasses import dataclass
@@ -108,6 +109,13 @@ def _untyped_equal(document: dict[str, Any], item: dict[str, Any] | None) -> boo
 _TYPED_MONGO_WRITES = ("mongo_insert",)
 
 
+def _schema_typed(item: Any) -> Any:
+    if not isinstance(item, dict):
+        return item
+    typed = model_item(item_to_document(item, KEY_ATTRS))
+    return item if typed is POISON else typed
+
+
 def _typed_right(item: Any) -> set[str]:
     """The attributes an item holds with the schema's type (an item DynamoDB was given with a type
     already lost teaches nothing)."""
@@ -169,7 +177,9 @@ def _check_key(outcome: Outcome, index: int, key_id: Any, quarantined: set[bytes
         else:
             # Nothing the sync could read had ever shown these attributes' types (only MongoDB
             # writes without hints): undecidable, so the plain types are what DESIGN §6 allows.
+            # The rest of the rules compare contents as the schema types them.
             final = meant
+            events = [dataclasses.replace(e, content=_schema_typed(e.content)) for e in events]
     if not events:
         if final != outcome.seeded.get(index):
             found.append(Violation("2", name, f"never written, but not its seed {show_item(outcome.seeded.get(index))}: {both}"))

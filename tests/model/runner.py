@@ -518,10 +518,10 @@ class Runner:
             return self._mongo_written(k)
         if op in ("mongo_set", "change_back"):
             result = self.collection.update_one({"_id": _id}, {"$set": {step["attr"]: self._mongo_value(k, step["attr"], step["value"])}})
-            return self._mongo_written(k) if result.matched_count else "no-op (no document)"
+            return self._updated(k, result)
         if op == "mongo_unset":
             result = self.collection.update_one({"_id": _id}, {"$unset": {step["attr"]: ""}})
-            return self._mongo_written(k) if result.matched_count else "no-op (no document)"
+            return self._updated(k, result)
         if op in ("mongo_replace_ddb", "mongo_replace_plain"):
             document = self._mongo_doc(step["item"])
             current = self.collection.find_one({"_id": _id})
@@ -541,8 +541,11 @@ class Runner:
             return self._mongo_written(k)
         if op == "mongo_update_many":
             ids = [self.key_ids[i] for i in step["keys"]]
-            there = [i for i in step["keys"] if self.collection.find_one({"_id": self.key_ids[i]}, {"_id": 1})]
+            before = {i: self.collection.find_one({"_id": self.key_ids[i]}) for i in step["keys"]}
             self.collection.update_many({"_id": {"$in": ids}}, {"$set": {step["attr"]: self._mongo_value(0, step["attr"], step["value"])}})
+            # A document the update left as it was is no write (MongoDB records no change for it).
+            there = [i for i in step["keys"]
+                     if before[i] is not None and self.collection.find_one({"_id": self.key_ids[i]}) != before[i]]
             for i in there:
                 self._mongo_written(i)
             return f"{len(there)} documents"
@@ -577,6 +580,14 @@ class Runner:
             time.sleep((step["at"] - now % 1) % 1)
             return "aligned"
         raise ValueError(f"unknown step {op!r}")
+
+    def _updated(self, k: int, result: Any) -> str:
+        if not result.matched_count:
+            return "no-op (no document)"
+        if not result.modified_count:
+            # MongoDB records no change for an update that changes nothing: no write happened.
+            return "no-op (nothing changed)"
+        return self._mongo_written(k)
 
     def _poison(self, step: dict[str, Any], k: int, _id: Any) -> str:
         document = self._mongo_doc(step["item"])
