@@ -170,16 +170,12 @@ def ensure_images(collection: Collection) -> str | None:
     return None if images_enabled(collection) else f"{collection.full_name}: the server ignored changeStreamPreAndPostImages"
 
 
-def to_event(change: dict[str, Any], collection_name: str, still_there: Any = lambda: False) -> Event | None:
-    """One change-stream event; None for events that change no document (e.g. createIndexes).
-
-    ``still_there()`` says whether the watched collection exists: some servers (mongo-java-server)
-    report every drop in the database, without naming the collection, on a collection's stream.
-    """
+def to_event(change: dict[str, Any], collection_name: str) -> Event | None:
+    """One change-stream event; None for events that change no document (e.g. createIndexes)."""
     operation = change.get("operationType")
     if operation in ENDING_EVENTS:
         ns = change.get("ns") or {}
-        if (ns.get("coll") and ns["coll"] != collection_name) or (not ns.get("coll") and still_there()):
+        if ns.get("coll") and ns["coll"] != collection_name:
             return None
         raise StreamEnded(
             f"the change stream of {collection_name!r} reports {operation!r}: the collection was dropped or "

@@ -1,22 +1,28 @@
 """The echo ledger and the conflict log (DESIGN §6 and §7).
 
-Every write one sync direction makes is recorded here before it is made; the other direction,
-meeting that same change coming back (same key, same content hash, or a tombstone for a delete),
-skips it exactly once and removes the entry. An entry still pending for a key is also how either
-direction knows that the other side changed the key and the change has not come back yet: a change
-arriving meanwhile was made on both sides inside the replication window, a conflict.
+Every write one sync direction makes is recorded here, under a token of its own, before it is
+made; the other direction, meeting that write coming back, skips it exactly once (DESIGN §6: by
+write identity, never by content):
 
-One document per table, direction and key (``_id`` = ``{t, d, k}``), so every read and write is an
-exact ``_id`` match (the only filter the sandbox's wire server serves without scanning); its fields
-``i`` (about to be written) and ``w`` (written) hold, per content hash (``-`` for a delete), one
-token per write whose echo has not come back. The same content is often written again before the
-echo of its first write came back (an application deleting and re-creating a key), and each of
-those writes echoes once. An intent becomes a write by a ``$rename`` of its token, which does
-nothing once the echo consumed it: a fast echo cannot be brought back to life by the late note that
-the write was made. Noting an intent replaces an unconfirmed intent of the same content that a
-crashed writer left: the write is made again only because DynamoDB does not hold that content, so
-the earlier one never happened or was overwritten since. Entries expire after the stream
-retention; nothing older can echo.
+- ``to_mongodb``: forward sync's writes (slot: the record's sequence number, which the written
+  document's mark carries; ``-`` for a delete) and backward sync's own writes to MongoDB (slot: the
+  ``w`` token of their mark). Backward sync finds the slot in the insert or replace event of exactly
+  that write; a token starting with ``c`` says the write resolved a conflict.
+- ``to_dynamodb``: backward sync's writes (slot: the content hash, ``-`` for a delete; one token
+  per write). DynamoDB Streams name no writer, so the write is known by its key and content, met
+  once per token in stream order; a content written twice has two tokens and two echoes.
+
+An entry still pending for a key is also how either direction knows that the other side changed the
+key and the change has not come back yet: a change arriving meanwhile was made on both sides inside
+the replication window, a conflict.
+
+One document per table, direction and key (``_id`` = ``{t, d, k}``): its fields ``i`` (about to be
+written), ``w`` (written), ``o`` (overruled: a conflict resolution wrote over them, so their echoes
+are met but not applied) and ``c`` (met, with the record's sequence number or the change event's
+id, so a replay after a crash meets them again). An intent becomes a write by a ``$rename`` of its
+token, which does nothing once the echo consumed it: a fast echo cannot be brought back to life by
+the late note that the write was made. Noting an intent replaces an unconfirmed intent of the same
+slot that a crashed writer left. Entries expire after the stream retention; nothing older can echo.
 """
 
 from __future__ import annotations

@@ -215,17 +215,16 @@ def is_expiry(record: dict[str, Any]) -> bool:
     return writer.get("type") == "Service" and writer.get("principalId") == TTL_PRINCIPAL
 
 
-def document_hash(document: dict[str, Any] | None, remembered: list | None = None,
-                  table: TableTypes | None = None) -> str:
+def document_hash(document: dict[str, Any] | None, remembered: list | None = None) -> str:
     """The content hash of what a MongoDB document maps to in DynamoDB (a tombstone for none), with
-    the types backward sync would give a document written without ``_ddb`` (dynamo2mongo.typememory).
+    the key's remembered types for a document written without ``_ddb`` (dynamo2mongo.typememory).
 
     A document DynamoDB cannot hold hashes to ``UNKNOWN``, equal to no synced version.
     """
     if document is None:
         return TOMBSTONE
     try:
-        return content_hash(document_to_item(restore(document, remembered, table)[0]))
+        return content_hash(document_to_item(restore(document, remembered)[0]))
     except Unrepresentable:
         return UNKNOWN
 
@@ -289,7 +288,10 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
     mark_seq = mark_of(document).get("seq") or ""
     applied = max(state.seq, mark_seq)
     agreed = agreed_version(document, state)
-    now = document_hash(document, state.t, sync.types if sync is not None else None)
+    # Hashed with the document's own hints (backward sync writes the ones it gave into them) and the
+    # key's remembered ones, not the table's memory: what it learns later must not make an agreed
+    # version look changed.
+    now = document_hash(document, state.t)
     if state.next_seq > state.seq and (mark_seq >= state.next_seq or now == state.next_h):
         # The relay stopped between its write and the key's state: the write landed.
         applied, agreed = max(applied, state.next_seq), state.next_h
@@ -323,6 +325,9 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
             continue
         if not change.ttl and (result.newest_independent is None or change.created > result.newest_independent):
             result.newest_independent = change.created
+        if change.document is not None:
+            # DynamoDB's own change says what the table's types are, whether or not it wins.
+            batch.learnt.append(change.document)
         if change.ttl:
             if now != agreed:
                 # The application changed the expired item in MongoDB: its change re-creates it.
@@ -335,14 +340,10 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
             target = (change, True)
             now = agreed = change.hash
             fields = {"h": change.hash, "t": change.hints, "ttl": False}
-            if change.document is not None:
-                batch.learnt.append(change.document)
             continue
         target = (change, False)
         now = agreed = change.hash
         fields = {"h": change.hash, "t": change.hints, "ttl": change.ttl}
-        if change.document is not None:
-            batch.learnt.append(change.document)
     if target is not None:
         batch.writes.append(target)
     batch.states.append((group[0].id, applied, fields))

@@ -126,23 +126,30 @@ def _typed_right(item: Any) -> set[str]:
 
 def _unknowable_types(outcome: Outcome, index: int, meant: Any, ddb: Any) -> list[str] | None:
     """The attributes whose DynamoDB type the sync could not have known, when those are all that
-    differ: no seed, DynamoDB write or hinted MongoDB write of any key carried them before the
-    key's last write; None when some lost type was knowable."""
+    differ; None when some lost type was knowable.
+
+    An attribute's type is knowable when a write that carried it typed (a seed of this key, a
+    DynamoDB write or a hinted MongoDB insert of any key) was followed by a sync point before the
+    key's last MongoDB write of the attribute: both relays had then read it.
+    """
     if not isinstance(meant, dict) or not isinstance(ddb, dict) or meant.keys() != ddb.keys():
         return None
     differing = [a for a in meant if meant[a] != ddb[a]]
     events = outcome.events.get(index, [])
-    last = max((e.step for e in events), default=0)
-    known: set[str] = set()
-    # A seed is in both stores as the import left it: the sync reads its types for that key only
-    # (DynamoDB's item), never for another.
-    known |= _typed_right(outcome.seeded.get(index))
+    sightings: dict[str, list[int]] = {a: [0] for a in _typed_right(outcome.seeded.get(index))}
     for key_events in outcome.events.values():
         for event in key_events:
             op = outcome.history.steps[event.step - 1].get("op") if 0 < event.step <= len(outcome.history.steps) else None
-            if event.step < last and isinstance(event.content, dict) and (event.side == "ddb" or op in _TYPED_MONGO_WRITES):
-                known |= _typed_right(event.content)
-    return None if any(a in known for a in differing) else differing
+            if isinstance(event.content, dict) and (event.side == "ddb" or op in _TYPED_MONGO_WRITES):
+                for a in _typed_right(event.content):
+                    sightings.setdefault(a, []).append(event.step)
+    for a in differing:
+        written = [e.step for e in events if e.side == "mongo" and isinstance(e.content, dict) and a in e.content]
+        if not written:
+            return None
+        if any(seen < point < written[-1] for seen in sightings.get(a, ()) for point in outcome.sync_points):
+            return None
+    return differing
 
 
 def _check_key(outcome: Outcome, index: int, key_id: Any, quarantined: set[bytes]) -> list[Violation]:

@@ -649,6 +649,9 @@ class Runner:
         try:
             result = forward.apply_records(batch, self.collection, relay.keys, self.config.name, KEY, sync=relay.sync,
                                            quarantine=relay.quarantine)
+        except Killed:
+            # The kill armed for the relay hit this invocation instead: a Lambda execution dying.
+            return "killed"
         except Exception as error:  # noqa: BLE001 - a Lambda invocation failing is reported like a relay failure
             self.outcome.errors.append(f"step {self.step_number}: Lambda redelivery: {type(error).__name__}: {error}")
             return f"FAILED {type(error).__name__}"

@@ -117,12 +117,7 @@ class BackwardRelay:
         return changes
 
     def _apply(self, changes: list[dict[str, Any]]) -> backward.BackwardResult:
-        def still_there() -> bool:
-            return self.config.collection in self.collection.database.list_collection_names(
-                filter={"name": self.config.collection}
-            )
-
-        events = [e for e in (backward.to_event(c, self.config.collection, still_there) for c in changes) if e is not None]
+        events = [e for e in (backward.to_event(c, self.config.collection) for c in changes) if e is not None]
         result = backward.apply_events(
             events,
             dynamodb=self.dynamodb,

@@ -95,6 +95,18 @@ final class ChangeLog implements Oplog {
             lastIncrement++;
         }
         entries.add(new Entry((lastSeconds << 32) | lastIncrement, now, change));
+        notifyAll();
+    }
+
+    /**
+     * Waits until the log holds more than {@code known} entries, at most {@code millis}: an empty getMore
+     * of an awaiting change stream answers when there is news or the wait is over, as MongoDB's does.
+     */
+    synchronized void awaitBeyond(int known, long millis) throws InterruptedException {
+        long end = System.currentTimeMillis() + millis;
+        for (long left = millis; entries.size() <= known && left > 0; left = end - System.currentTimeMillis()) {
+            wait(left);
+        }
     }
 
     /** Index of the first entry whose cluster time is after {@code ts} (or at it, when inclusive). */

@@ -15,6 +15,8 @@ import java.util.List;
  */
 final class SandboxBackend extends MemoryBackend {
 
+    private static final long MAX_AWAIT_MILLIS = 50;
+
     private final ChangeLog changes = new ChangeLog(this);
 
     ChangeLog changes() {
@@ -56,7 +58,20 @@ final class SandboxBackend extends MemoryBackend {
         if (!(cursor instanceof ChangeStreamCursor stream)) {
             return super.handleGetMore(databaseName, command, query);
         }
-        List<Document> batch = stream.takeDocuments(((Number) query.getOrDefault("batchSize", 0)).intValue());
+        int batchSize = ((Number) query.getOrDefault("batchSize", 0)).intValue();
+        int known = changes.size();
+        List<Document> batch = stream.takeDocuments(batchSize);
+        long await = ((Number) query.getOrDefault("maxTimeMS", 0)).longValue();
+        if (batch.isEmpty() && await > 0) {
+            // Commands run on the network threads, so the wait is kept short: long enough that an idle
+            // relay does not spin, short enough not to hold other connections on the same thread.
+            try {
+                changes.awaitBeyond(known, Math.min(await, MAX_AWAIT_MILLIS));
+            } catch (InterruptedException e) {
+                Thread.currentThread().interrupt();
+            }
+            batch = stream.takeDocuments(batchSize);
+        }
         if (stream.isEmpty()) {
             getCursorRegistry().remove(stream);
         }
