@@ -50,7 +50,7 @@ from pymongo.errors import OperationFailure
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
 from dynamo2mongo.forward import (
-    CONFLICT_TOKEN, DYNAMODB_PRECISION, MONGODB_PRECISION, forward_mark, later, mark_of,
+    CONFLICT_TOKEN, DYNAMODB_PRECISION, MONGODB_PRECISION, agreed_version, forward_mark, later, mark_of,
 )
 from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
@@ -466,6 +466,15 @@ def apply_events(
             # Written again after the delete: the delete is superseded by that write.
             result.skipped += 1
             continue
+        elif policy == "dynamodb_wins" and _dynamodb_moved(holding.get(key), now, state):
+            # DynamoDB changed the key since both stores last agreed, and forward sync has not
+            # applied that change yet: both sides wrote. DynamoDB's change is on its way and wins.
+            result.conflicts += 1
+            result.skipped += 1
+            ledger.report_conflict(event.id, policy, "dynamodb", held.get(key), event.document, event.at,
+                                   "the application changed the key while DynamoDB's change of it was still on its "
+                                   "way to MongoDB", mongodb_at=event.at)
+            continue
         if event.op == "delete":
             if _made_before(event, state, TOMBSTONE, holding.get(key, TOMBSTONE)):
                 result.skipped += 1
@@ -554,6 +563,13 @@ def apply_events(
         if synced:
             quarantine.resolve(DIRECTION, synced)
     return result
+
+
+def _dynamodb_moved(held: str | None, now: dict[str, Any] | None, state: KeyState | None) -> bool:
+    """DynamoDB holds an item other than the version both stores last agreed on. (An item DynamoDB
+    no longer holds may be a TTL expiry, which is no writer: forward sync decides that case.)"""
+    agreed = agreed_version(now, state or KeyState())
+    return held is not None and agreed is not None and held != agreed
 
 
 def _made_before(event: Event, state: KeyState | None, digest: str, held: str) -> bool:

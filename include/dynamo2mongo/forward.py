@@ -346,6 +346,10 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
         fields = {"h": change.hash, "t": change.hints, "ttl": change.ttl}
     if target is not None:
         batch.writes.append(target)
+        for position, (winner, losers) in enumerate(batch.winners):
+            if winner.identity == target[0].identity and winner is not target[0]:
+                # A later record of the key superseded the winner: that one is what DynamoDB must hold.
+                batch.winners[position] = (target[0], losers)
     batch.states.append((group[0].id, applied, fields))
 
 
@@ -373,6 +377,8 @@ def _resolve(change: Change, document: dict[str, Any] | None, entry: LedgerEntry
         batch.winners.append((change, dict(entry.pending)))
         for h, tokens in entry.pending.items():
             batch.overruled.extend((change.id, h, t) for t in tokens)
+            # Their echoes may follow in this very batch.
+            entry.overruled.setdefault(h, []).extend(tokens)
         entry.pending.clear()
     sync.ledger.report_conflict(
         change.id, sync.policy, "dynamodb" if apply else "mongodb", change.document, document, change.created,

@@ -99,12 +99,17 @@ def canonical(it: dict[str, Any] | None) -> dict[str, Any] | None:
     return None if it is None else canonical_item(it)
 
 
+def _same_id(a: Any, b: Any) -> bool:
+    # As MongoDB compares them: {sk, pk} is another _id than {pk, sk}.
+    return bson.encode({"k": a}) == bson.encode({"k": b})
+
+
 def model_item(doc: dict[str, Any] | None) -> Any:
     """What a MongoDB document means in DynamoDB, types decided by the table's schema (not by
     ``_ddb``, which the application may have dropped); POISON when DynamoDB cannot hold it."""
     if doc is None:
         return None
-    if any(k not in doc for k in KEY) or doc["_id"] != document_id(doc, KEY):
+    if any(k not in doc for k in KEY) or not _same_id(doc["_id"], document_id(doc, KEY)):
         return POISON
     typed = {k: v for k, v in doc.items() if k != RESERVED}
     hints = [{"p": [name], "t": SCHEMA[name]} for name in typed
@@ -675,7 +680,7 @@ class Runner:
             out.final_ddb[index] = canonical(got)
             out.final_doc[index] = self.collection.find_one({"_id": self.key_ids[index]})
         for doc in self.collection.find({}):
-            if any(k not in doc for k in KEY) or doc["_id"] != document_id(doc, KEY):
+            if any(k not in doc for k in KEY) or not _same_id(doc["_id"], document_id(doc, KEY)):
                 if not any(bson.encode({"k": doc["_id"]}) == bson.encode({"k": i}) for i in self.key_ids):
                     out.strays.append(doc)
         out.conflicts = list(self.meta["conflicts"].find({}))
