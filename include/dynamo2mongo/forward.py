@@ -292,11 +292,12 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
     # key's remembered ones, not the table's memory: what it learns later must not make an agreed
     # version look changed.
     now = document_hash(document, state.t)
+    target: tuple[Change, bool] | None = None
+    fields: dict[str, Any] = {}
     if state.next_seq > state.seq and (mark_seq >= state.next_seq or now == state.next_h):
         # The relay stopped between its write and the key's state: the write landed.
         applied, agreed = max(applied, state.next_seq), state.next_h
-    target: tuple[Change, bool] | None = None
-    fields: dict[str, Any] = {}
+        fields = {"h": state.next_h}
     for change in group:
         if change.seq <= applied:
             result.skipped += 1
