@@ -50,7 +50,7 @@ from pymongo.errors import OperationFailure
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
 from dynamo2mongo.forward import (
-    CONFLICT_TOKEN, DYNAMODB_PRECISION, MONGODB_PRECISION, agreed_version, forward_mark, later, mark_of,
+    CONFLICT_TOKEN, agreed_version, forward_mark, later, mark_of,
 )
 from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
@@ -296,7 +296,7 @@ def _both_wrote(event: Event, tokens: list[str], entry: LedgerEntry | None, poli
     if policy == "mongodb_wins":
         winner = "mongodb"
     elif policy == "latest_wins":
-        winner = "dynamodb" if dynamodb_at is None else later(dynamodb_at, DYNAMODB_PRECISION, event.at, MONGODB_PRECISION)
+        winner = "dynamodb" if dynamodb_at is None else later(dynamodb_at, event.at)
     else:
         winner = "dynamodb"
     known = exact or event.op == "delete"
@@ -496,7 +496,7 @@ def apply_events(
         waiting = deferred.get(key)
         if waiting is not None:
             result.conflicts += 1
-            if waiting["created"] > event.at:
+            if later(waiting["created"], event.at) == "dynamodb":
                 plan.forward_wins.append((event, waiting))
                 continue
         plan.puts.append((event, item, digest, hints))

@@ -229,8 +229,9 @@ class EchoLedger:
                 "detail": detail,
                 "at": at,
                 "times": {
-                    "dynamodb": {"at": dynamodb_at, "precision_seconds": 1.0},
-                    "mongodb": {"at": mongodb_at, "precision_seconds": 0.001},
+                    side: {"at": moment, "precision_seconds": None if moment is None else
+                           (1.0 if moment.microsecond == 0 else 0.001)}
+                    for side, moment in (("dynamodb", dynamodb_at), ("mongodb", mongodb_at))
                 },
             }
         )

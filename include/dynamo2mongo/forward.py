@@ -60,9 +60,6 @@ UNKNOWN = "?"
 # The ledger token of a MongoDB write that resolved a conflict: backward sync meeting an older
 # application change of that key knows it already lost and was reported.
 CONFLICT_TOKEN = "c"
-# ApproximateCreationDateTime is rounded down to the second; a change event's wallTime to the ms.
-DYNAMODB_PRECISION = 1.0
-MONGODB_PRECISION = 0.001
 
 
 class ForwardApplyError(RuntimeError):
@@ -318,8 +315,22 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
                 # MongoDB already holds something newer than this record.
                 continue
             if now == agreed and change.hash != now:
-                target, now = (change, False), change.hash
-                fields = {"h": change.hash, "t": change.hints, "ttl": False}
+                # Backward sync's write reached DynamoDB after forward sync had written a DynamoDB
+                # change of the key over that MongoDB version: both sides wrote inside the window.
+                result.conflicts += 1
+                current = target[0].document if target is not None else document
+                if _race_won_by_mongodb(sync, entry, state):
+                    target, now = (change, False), change.hash
+                    fields = {"h": change.hash, "t": change.hints, "ttl": False}
+                    agreed = change.hash
+                else:
+                    batch.contested.append((change, current))
+                sync.ledger.report_conflict(
+                    change.id, sync.policy, "mongodb" if target is not None and target[0] is change else "dynamodb",
+                    current, change.document, change.created,
+                    "backward sync wrote a MongoDB change to DynamoDB after forward sync had written a DynamoDB "
+                    "change of the key over it", dynamodb_at=state.at, mongodb_at=entry.changed_at)
+                continue
             else:
                 fields["h"] = change.hash
             agreed = change.hash
@@ -371,7 +382,7 @@ def _resolve(change: Change, document: dict[str, Any] | None, entry: LedgerEntry
             # sync compares the two times when it meets that change.
             sync.ledger.defer(change.id, change.created, change.seq, change.document)
             return False
-        apply = mongo_at is None or later(change.created, DYNAMODB_PRECISION, mongo_at, MONGODB_PRECISION) == "dynamodb"
+        apply = mongo_at is None or later(change.created, mongo_at) == "dynamodb"
     else:
         apply = True
     if apply and mongo_version_in_dynamodb:
@@ -389,16 +400,29 @@ def _resolve(change: Change, document: dict[str, Any] | None, entry: LedgerEntry
     return apply
 
 
-def later(dynamodb_at: dt.datetime, dynamodb_precision: float, mongodb_at: dt.datetime,
-          mongodb_precision: float) -> str:
+def _race_won_by_mongodb(sync: SyncContext, entry: LedgerEntry, state: KeyState) -> bool:
+    if sync.policy == "mongodb_wins":
+        return True
+    if sync.policy == "latest_wins" and entry.changed_at is not None and state.at is not None:
+        return later(state.at, entry.changed_at) == "mongodb"
+    return False
+
+
+def precision(at: dt.datetime) -> float:
+    """The precision a time was given with, in seconds: DynamoDB Streams round
+    ApproximateCreationDateTime down to the second; a change event's ``wallTime`` has milliseconds
+    (its ``clusterTime`` fallback, on servers without it, whole seconds). A time with a fraction is
+    taken as given to the millisecond."""
+    return 1.0 if at.microsecond == 0 else 0.001
+
+
+def later(dynamodb_at: dt.datetime, mongodb_at: dt.datetime) -> str:
     """Which side wrote last, ``"dynamodb"`` or ``"mongodb"``, each time known to its precision.
 
-    A stream record's time is rounded down to its precision (whole seconds), a change event's
-    ``wallTime`` to milliseconds: each write happened in ``[at, at + precision)``. Where the two
-    intervals overlap the order is unknown, and the tie goes to DynamoDB, the store of record until
-    cut-over.
+    Each write happened in ``[at, at + precision)``. Where the two intervals overlap the order is
+    unknown, and the tie goes to DynamoDB, the store of record until cut-over.
     """
-    if mongodb_at >= dynamodb_at + dt.timedelta(seconds=dynamodb_precision):
+    if mongodb_at >= dynamodb_at + dt.timedelta(seconds=precision(dynamodb_at)):
         return "mongodb"
     return "dynamodb"
 

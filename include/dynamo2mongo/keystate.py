@@ -34,6 +34,7 @@ from typing import Any
 from pymongo import UpdateOne
 from pymongo.database import Database
 
+from dynamo2mongo.checkpoints import aware
 from dynamo2mongo.echo import identity
 
 KEYS = "sync_keys"
@@ -49,6 +50,7 @@ class KeyState:
     next_h: str | None = None
     bpos: int = 0
     bnext: int = 0
+    at: dt.datetime | None = None
 
 
 class KeyStates:
@@ -66,7 +68,7 @@ class KeyStates:
         return {
             identity(d["_id"]["k"]): KeyState(d.get("seq") or "", d.get("h"), d.get("t"), bool(d.get("ttl")),
                                               (d.get("next") or {}).get("seq") or "", (d.get("next") or {}).get("h"),
-                                              d.get("bpos") or 0, d.get("bnext") or 0)
+                                              d.get("bpos") or 0, d.get("bnext") or 0, aware(d.get("at")))
             for d in found
         }
 

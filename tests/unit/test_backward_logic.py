@@ -42,9 +42,8 @@ def test_a_drop_ends_the_stream_only_for_the_watched_collection():
     with pytest.raises(backward.StreamEnded, match="dropped or renamed"):
         backward.to_event(_change("drop", ns={"db": "d", "coll": "c"}), "c")
     assert backward.to_event(_change("drop", ns={"db": "d", "coll": "other"}), "c") is None
-    assert backward.to_event(_change("drop"), "c", still_there=lambda: True) is None
     with pytest.raises(backward.StreamEnded):
-        backward.to_event(_change("invalidate"), "c", still_there=lambda: False)
+        backward.to_event(_change("invalidate"), "c")
 
 
 @pytest.mark.parametrize(

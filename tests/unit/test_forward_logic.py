@@ -59,10 +59,14 @@ def test_sequence_numbers_sort_as_numbers_once_padded():
 
 def test_latest_wins_orders_by_each_sides_precision_and_gives_ties_to_dynamodb():
     second = dt.datetime(2026, 12, 4, 12, 0, 0, tzinfo=dt.timezone.utc)
-    # The stream's time is rounded down to the second: a MongoDB write 400 ms later may be earlier.
-    assert forward.later(second, 1.0, second + dt.timedelta(milliseconds=400), 0.001) == "dynamodb"
-    assert forward.later(second, 1.0, second + dt.timedelta(seconds=1), 0.001) == "mongodb"
-    assert forward.later(second, 1.0, second - dt.timedelta(milliseconds=1), 0.001) == "dynamodb"
+    # A whole-second stream time (AWS rounds down): a MongoDB write 400 ms later may be earlier.
+    assert forward.later(second, second + dt.timedelta(milliseconds=400)) == "dynamodb"
+    assert forward.later(second, second + dt.timedelta(seconds=1)) == "mongodb"
+    assert forward.later(second, second - dt.timedelta(milliseconds=1)) == "dynamodb"
+    # A stream time with milliseconds (an emulator) is taken at its precision.
+    precise = second + dt.timedelta(milliseconds=120)
+    assert forward.later(precise, precise + dt.timedelta(milliseconds=2)) == "mongodb"
+    assert forward.later(precise, precise) == "dynamodb", "a tie goes to DynamoDB"
 
 
 def test_an_echo_is_met_once_per_write_and_again_only_by_the_same_record():
