@@ -237,6 +237,7 @@ class _Plan:
     restores: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
     forward_wins: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
     poison: list[tuple[Event, str]] = field(default_factory=list)
+    retyped: list[tuple[Event, list | None]] = field(default_factory=list)
 
 
 def _classify(events: list[Event], entries: dict[bytes, LedgerEntry], result: BackwardResult,
@@ -492,6 +493,8 @@ def apply_events(
         digest = content_hash(item)
         if _made_before(event, state, digest, holding.get(key, TOMBSTONE)):
             result.skipped += 1
+            # The relay stopped after the write, maybe before the types went into the document.
+            plan.retyped.append((event, hints))
             continue
         waiting = deferred.get(key)
         if waiting is not None:
@@ -522,7 +525,8 @@ def apply_events(
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
     # it, so its echo would never come back; both stores already agree on it.
-    typed = [(e, h) for e, _, d, h in plan.puts if h != ((e.document.get(RESERVED) or {}).get("t"))]
+    typed = [(e, h) for e, h in [(e, h) for e, _, _, h in plan.puts] + plan.retyped
+             if h != ((e.document.get(RESERVED) or {}).get("t"))]
     agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
     plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]
     unchanged = [e for e in plan.deletes if e.identity not in holding]
