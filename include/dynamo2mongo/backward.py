@@ -238,6 +238,7 @@ class _Plan:
     forward_wins: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
     poison: list[tuple[Event, str]] = field(default_factory=list)
     retyped: list[tuple[Event, list | None]] = field(default_factory=list)
+    mongodb_wins: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
 
 
 def _classify(events: list[Event], entries: dict[bytes, LedgerEntry], result: BackwardResult,
@@ -480,6 +481,13 @@ def apply_events(
             if _made_before(event, state, TOMBSTONE, holding.get(key, TOMBSTONE)):
                 result.skipped += 1
                 continue
+            waiting = deferred.get(key)
+            if waiting is not None:
+                result.conflicts += 1
+                if later(waiting["created"], event.at) == "dynamodb":
+                    plan.forward_wins.append((event, waiting))
+                    continue
+                plan.mongodb_wins.append((event, waiting))
             plan.deletes.append(event)
             if restore_in_mongodb:
                 plan.restores.append((event, None))
@@ -523,6 +531,8 @@ def apply_events(
     for event, _, _, _ in plan.puts:
         if event.identity in deferred:
             ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
+    for event, waiting in plan.mongodb_wins:
+        ledger.resolve_deferred(event.id, policy, "mongodb", waiting, None, event.at)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
     # it, so its echo would never come back; both stores already agree on it.
     typed = [(e, h) for e, h in [(e, h) for e, _, _, h in plan.puts] + plan.retyped
