@@ -466,6 +466,9 @@ class Runner:
         keys = key_item(self.history.keys, k)
         got = self.env.dynamodb.get_item(TableName=self.source_table, Key=keys, ConsistentRead=True).get("Item")
         record = self.tap.record_of(self.tap.poll(), keys)
+        if record is None:
+            # DynamoDB writes no stream record for a write that changes nothing: no write happened.
+            return "no-op (nothing changed)"
         seq = record["dynamodb"]["SequenceNumber"] if record else None
         created = _aware(record["dynamodb"].get("ApproximateCreationDateTime")) if record else None
         if side == "ttl" and seq is not None:

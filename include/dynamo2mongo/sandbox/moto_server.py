@@ -3,6 +3,8 @@
 ``python -m dynamo2mongo.sandbox.moto_server --port 0`` prints ``READY http://127.0.0.1:PORT`` once it
 accepts connections, and exits when its stdin closes (so it never outlives its parent).
 
+Its streams write no record for a write that changes nothing, as DynamoDB's (moto_streams).
+
 Requests are served one at a time: moto's DynamoDB backend does not lock an item while it writes
 it, so two clients writing one key at once (both sync directions do, by design) could otherwise
 leave stream records that disagree with the table. DynamoDB itself serializes writes per item.
@@ -18,7 +20,7 @@ from typing import Any
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
-from dynamo2mongo.sandbox import moto_export
+from dynamo2mongo.sandbox import moto_export, moto_streams
 
 
 class _OneAtATime:
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     args = parser.parse_args(argv)
     moto_export.install()
+    moto_streams.install()
     app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
     server = make_server(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
