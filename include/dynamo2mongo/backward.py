@@ -582,6 +582,9 @@ def apply_events(
 def _dynamodb_moved(held: str | None, now: dict[str, Any] | None, state: KeyState | None) -> bool:
     """DynamoDB holds an item other than the version both stores last agreed on. (An item DynamoDB
     no longer holds may be a TTL expiry, which is no writer: forward sync decides that case.)"""
+    if state is not None and state.bnext > state.bpos:
+        # The agreed version is this relay's own write, noted before it stopped and maybe not made.
+        return False
     agreed = agreed_version(now, state or KeyState())
     return held is not None and agreed is not None and held != agreed
 
