@@ -549,7 +549,7 @@ def apply_events(
     missed: list[Note] = []
     refused_ids: set[bytes] = set()
     if writes:
-        notes = ledger.intend(TO_DYNAMODB, writes, result.newest_at)
+        notes = ledger.intend(TO_DYNAMODB, writes, [e.at for e, _, _, _ in plan.puts] + [e.at for e in plan.deletes])
         refused = _batch_write(dynamodb, source_table, [(e, item) for e, item, _, _ in plan.puts])
         refused_ids = {e.identity for e, _ in refused}
         missed.extend(n for n in notes[: len(plan.puts)] if identity(n[0]) in refused_ids)

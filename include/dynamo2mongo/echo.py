@@ -149,17 +149,19 @@ class EchoLedger:
         at = (entry or {}).get("at")
         return at.replace(tzinfo=dt.timezone.utc) if at is not None and at.tzinfo is None else at
 
-    def intend(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime) -> list[Note]:
-        """Note writes (``(document_id, hash)``) about to be made: their echo may come back any time now."""
+    def intend(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime | list[dt.datetime]) -> list[Note]:
+        """Note writes (``(document_id, hash)``) about to be made: their echo may come back any time now.
+        ``at``: when the change behind each write was made (one time for all, or one per write)."""
         return self.intend_tokens(direction, [(k, h, str(bson.ObjectId())) for k, h in writes], at)
 
-    def intend_tokens(self, direction: str, notes: list[Note], at: dt.datetime) -> list[Note]:
+    def intend_tokens(self, direction: str, notes: list[Note], at: dt.datetime | list[dt.datetime]) -> list[Note]:
         """``intend`` with the writes' own tokens (forward sync's: the record's sequence number)."""
         if notes:
+            times = at if isinstance(at, list) else [at] * len(notes)
             self.collection.bulk_write(
-                [UpdateOne({"_id": self._id(direction, k)}, {"$set": {f"{INTENDED}.{h}": {t: 1}, "at": at}},
+                [UpdateOne({"_id": self._id(direction, k)}, {"$set": {f"{INTENDED}.{h}": {t: 1}, "at": moment}},
                            upsert=True)
-                 for k, h, t in notes],
+                 for (k, h, t), moment in zip(notes, times)],
                 ordered=False,
             )
         return notes
@@ -192,9 +194,11 @@ class EchoLedger:
                 ordered=False,
             )
 
-    def forget(self, direction: str) -> int:
-        """Drop every entry of one direction: for writes whose echoes can no longer be met."""
-        return self.collection.delete_many({"_id.t": self.table, "_id.d": direction}).deleted_count
+    def forget_written(self, direction: str) -> int:
+        """Drop the confirmed writes of one direction: a change stream starting now will never read
+        their events. (A write only noted may still be made after; it stays.)"""
+        return self.collection.update_many({"_id.t": self.table, "_id.d": direction},
+                                           {"$unset": {WRITTEN: ""}}).modified_count
 
     def consume(self, direction: str, echoes: list[Note], seqs: list[str] | None = None,
                 events: list[str] | None = None) -> None:

@@ -524,7 +524,7 @@ def apply_changes(
     if sync is not None and sync.types is not None:
         sync.types.learn(batch.learnt)
     if sync is not None and notes:
-        sync.ledger.intend_tokens(TO_MONGODB, notes, result.newest_created)
+        sync.ledger.intend_tokens(TO_MONGODB, notes, [c.created for c in planned])
     if batch.winners:
         _reassert(sync, batch.winners)
     if batch.contested:

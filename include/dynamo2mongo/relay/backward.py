@@ -94,9 +94,12 @@ class BackwardRelay:
     def _stream_options(self) -> dict[str, Any]:
         checkpoint = self.checkpoints.load().get(POSITION)
         if checkpoint is None:
-            # Forward sync's deletes noted before this stream starts have change events this relay
-            # will never read: left pending, they would make it skip a later delete of the same key.
-            self.ledger.forget(TO_MONGODB)
+            # Forward sync's writes made before this stream starts have change events this relay
+            # will never read: left pending, they would make it take a later application change of
+            # the key (a delete, a replace that copied the mark) for their echo. Writes only noted
+            # may be made after the start and stay. (One made within the start's second is read as
+            # an application change: it carries what DynamoDB holds, so writing it changes nothing.)
+            self.ledger.forget_written(TO_MONGODB)
             start = Timestamp(int(time.time()), 0)
             self.checkpoints.save(POSITION, start_at=start, token=None)
             return {"start_at_operation_time": start}
