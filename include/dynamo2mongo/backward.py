@@ -50,7 +50,7 @@ from pymongo.errors import OperationFailure
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
 from dynamo2mongo.forward import (
-    CONFLICT_TOKEN, agreed_version, forward_mark, later, mark_of,
+    CONFLICT_TOKEN, forward_mark, later, mark_of,
 )
 from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
@@ -239,6 +239,8 @@ class _Plan:
     poison: list[tuple[Event, str]] = field(default_factory=list)
     retyped: list[tuple[Event, list | None]] = field(default_factory=list)
     mongodb_wins: list[tuple[Event, dict[str, Any]]] = field(default_factory=list)
+    confirmed: list[Note] = field(default_factory=list)
+    withdrawn: list[Note] = field(default_factory=list)
 
 
 def _classify(events: list[Event], entries: dict[bytes, LedgerEntry], result: BackwardResult,
@@ -451,6 +453,9 @@ def apply_events(
     plan = _Plan()
     processed = [(c.event.id, c.event.position) for c in latest.values() if c.event.position is not None]
     holding = {key: content_hash(item) for key, item in held.items()}
+    # This relay's own writes to DynamoDB still waiting for their echo: notes a stop left behind
+    # are settled with them.
+    own = ledger.lookup(TO_DYNAMODB, wanted)
     for key, candidate in latest.items():
         event, now = candidate.event, current.get(key)
         state = states.get(key)
@@ -467,19 +472,12 @@ def apply_events(
         elif event.op == "delete" and now is not None:
             # Written again after the delete: the delete is superseded by that write.
             result.skipped += 1
-            continue
-        elif policy == "dynamodb_wins" and _dynamodb_moved(holding.get(key), now, state):
-            # DynamoDB changed the key since both stores last agreed, and forward sync has not
-            # applied that change yet: both sides wrote. DynamoDB's change is on its way and wins.
-            result.conflicts += 1
-            result.skipped += 1
-            ledger.report_conflict(event.id, policy, "dynamodb", held.get(key), event.document, event.at,
-                                   "the application changed the key while DynamoDB's change of it was still on its "
-                                   "way to MongoDB", mongodb_at=event.at)
+            _settle(event, state, TOMBSTONE, holding.get(key, TOMBSTONE), own.get(key), plan)
             continue
         if event.op == "delete":
             if _made_before(event, state, TOMBSTONE, holding.get(key, TOMBSTONE)):
                 result.skipped += 1
+                _settle(event, state, TOMBSTONE, holding.get(key, TOMBSTONE), own.get(key), plan)
                 continue
             waiting = deferred.get(key)
             if waiting is not None:
@@ -501,6 +499,7 @@ def apply_events(
         digest = content_hash(item)
         if _made_before(event, state, digest, holding.get(key, TOMBSTONE)):
             result.skipped += 1
+            _settle(event, state, digest, holding.get(key, TOMBSTONE), own.get(key), plan)
             # The relay stopped after the write, maybe before the types went into the document.
             plan.retyped.append((event, hints))
             continue
@@ -566,6 +565,8 @@ def apply_events(
         if event.identity not in refused_ids:
             _write_mongodb(collection, ledger, keys, event, document)
     _note_types(collection, [(e, h) for e, h in typed if e.identity not in refused_ids])
+    ledger.confirm(TO_DYNAMODB, plan.confirmed)
+    ledger.withdraw(TO_DYNAMODB, plan.withdrawn)
     keys.processed_backward(processed)
     result.written = len(plan.puts) - len(refused_ids)
     result.deleted = len(plan.deletes) - sum(1 for n in missed if n[1] == TOMBSTONE)
@@ -579,14 +580,14 @@ def apply_events(
     return result
 
 
-def _dynamodb_moved(held: str | None, now: dict[str, Any] | None, state: KeyState | None) -> bool:
-    """DynamoDB holds an item other than the version both stores last agreed on. (An item DynamoDB
-    no longer holds may be a TTL expiry, which is no writer: forward sync decides that case.)"""
-    if state is not None and state.bnext > state.bpos:
-        # The agreed version is this relay's own write, noted before it stopped and maybe not made.
-        return False
-    agreed = agreed_version(now, state or KeyState())
-    return held is not None and agreed is not None and held != agreed
+def _settle(event: Event, state: KeyState | None, digest: str, held: str, own: LedgerEntry | None,
+            plan: "_Plan") -> None:
+    """A change whose write was noted before the relay stopped, and is not written now: the note is
+    confirmed if DynamoDB holds the write, else withdrawn (its echo will never come)."""
+    if event.position is None or state is None or not state.bpos < event.position <= state.bnext or own is None:
+        return
+    notes = [(event.id, digest, t) for t in own.pending.get(digest, ())]
+    (plan.confirmed if held == digest else plan.withdrawn).extend(notes)
 
 
 def _made_before(event: Event, state: KeyState | None, digest: str, held: str) -> bool:

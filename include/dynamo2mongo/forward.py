@@ -232,14 +232,18 @@ def mark_of(document: dict[str, Any] | None) -> dict[str, Any]:
 
 def agreed_version(document: dict[str, Any] | None, state: KeyState) -> str | None:
     """The hash of the version both stores last agreed on; None when unknown (an application
-    document the sync never wrote nor shipped)."""
-    mark = mark_of(document)
-    if mark.get("seq") and mark["seq"] > state.seq:
-        # Forward sync wrote the document but stopped before recording the key's state.
-        return mark.get("h")
+    document the sync never wrote nor shipped).
+
+    A forward write that the relay made but stopped before recording (``next``) is the agreed
+    version once the document carries its mark. (Backward sync records its versions without a
+    sequence number, so an older mark does not outrank the key's state.)
+    """
+    mark_seq = mark_of(document).get("seq") or ""
+    if state.next_seq > state.seq and mark_seq >= state.next_seq:
+        return state.next_h
     if state.h is not None:
         return state.h
-    return TOMBSTONE if document is None else mark.get("h")
+    return TOMBSTONE if document is None else mark_of(document).get("h")
 
 
 @dataclass

@@ -5,6 +5,7 @@ dashboard."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 import pytest
@@ -57,8 +58,10 @@ def test_without_a_position_every_put_counts(meta):
 def test_entries_are_per_table_direction_and_exact_key(meta):
     orders, other = Quarantine(meta, "orders"), Quarantine(meta, "customers")
     orders.put("forward", {"pk": "a", "sk": 1}, "r1", RECORD, position="100")
+    time.sleep(0.005)  # newest first: apart by more than the store's millisecond clock
     orders.put("forward", {"sk": 1, "pk": "a"}, "r2", RECORD, position="101")  # another _id: field order counts
     orders.put("backward", {"pk": "a", "sk": 1}, "r3", {"_id": 1})
+    time.sleep(0.005)
     orders.put("forward", Decimal128("1.5"), "r4", RECORD)
     other.put("forward", {"pk": "a", "sk": 1}, "r5", RECORD)
     # The full load's bad records share the collection.
