@@ -475,17 +475,10 @@ def apply_events(
             _settle(event, state, TOMBSTONE, holding.get(key, TOMBSTONE), own.get(key), plan)
             continue
         if event.op == "delete":
-            if _made_before(event, state, TOMBSTONE, holding.get(key, TOMBSTONE)):
-                result.skipped += 1
-                _settle(event, state, TOMBSTONE, holding.get(key, TOMBSTONE), own.get(key), plan)
+            if _written_before(event, state, TOMBSTONE, holding.get(key, TOMBSTONE), own.get(key), plan, result):
                 continue
-            waiting = deferred.get(key)
-            if waiting is not None:
-                result.conflicts += 1
-                if later(waiting["created"], event.at) == "dynamodb":
-                    plan.forward_wins.append((event, waiting))
-                    continue
-                plan.mongodb_wins.append((event, waiting))
+            if _dynamodb_won(event, deferred.get(key), plan, result):
+                continue
             plan.deletes.append(event)
             if restore_in_mongodb:
                 plan.restores.append((event, None))
@@ -497,18 +490,12 @@ def apply_events(
             plan.poison.append((event, error.reason))
             continue
         digest = content_hash(item)
-        if _made_before(event, state, digest, holding.get(key, TOMBSTONE)):
-            result.skipped += 1
-            _settle(event, state, digest, holding.get(key, TOMBSTONE), own.get(key), plan)
+        if _written_before(event, state, digest, holding.get(key, TOMBSTONE), own.get(key), plan, result):
             # The relay stopped after the write, maybe before the types went into the document.
             plan.retyped.append((event, hints))
             continue
-        waiting = deferred.get(key)
-        if waiting is not None:
-            result.conflicts += 1
-            if later(waiting["created"], event.at) == "dynamodb":
-                plan.forward_wins.append((event, waiting))
-                continue
+        if _dynamodb_won(event, deferred.get(key), plan, result):
+            continue
         plan.puts.append((event, item, digest, hints))
         if restore_in_mongodb:
             plan.restores.append((event, event.document))
@@ -527,11 +514,8 @@ def apply_events(
             state = states.get(event.identity)
             won.setdefault(RESERVED, {})["sync"] = forward_mark(item, state.seq if state else "", event.at)
         _write_mongodb(collection, ledger, keys, event, won)
-    for event, _, _, _ in plan.puts:
-        if event.identity in deferred:
-            ledger.resolve_deferred(event.id, policy, "mongodb", deferred[event.identity], event.document, event.at)
     for event, waiting in plan.mongodb_wins:
-        ledger.resolve_deferred(event.id, policy, "mongodb", waiting, None, event.at)
+        ledger.resolve_deferred(event.id, policy, "mongodb", waiting, event.document, event.at)
     # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
     # it, so its echo would never come back; both stores already agree on it.
     typed = [(e, h) for e, h in [(e, h) for e, _, _, h in plan.puts] + plan.retyped
@@ -578,6 +562,30 @@ def apply_events(
         if synced:
             quarantine.resolve(DIRECTION, synced)
     return result
+
+
+def _written_before(event: Event, state: KeyState | None, digest: str, held: str, own: LedgerEntry | None,
+                   plan: "_Plan", result: BackwardResult) -> bool:
+    """The change's write was noted before the relay stopped and is made or overtaken: not made
+    again, its note settled."""
+    if not _made_before(event, state, digest, held):
+        return False
+    result.skipped += 1
+    _settle(event, state, digest, held, own, plan)
+    return True
+
+
+def _dynamodb_won(event: Event, waiting: dict[str, Any] | None, plan: "_Plan", result: BackwardResult) -> bool:
+    """A latest_wins conflict forward sync left for this change to decide: True when DynamoDB's
+    change is the later one (MongoDB then gets DynamoDB's item)."""
+    if waiting is None:
+        return False
+    result.conflicts += 1
+    if later(waiting["created"], event.at) == "dynamodb":
+        plan.forward_wins.append((event, waiting))
+        return True
+    plan.mongodb_wins.append((event, waiting))
+    return False
 
 
 def _settle(event: Event, state: KeyState | None, digest: str, held: str, own: LedgerEntry | None,

@@ -94,7 +94,9 @@ class Quarantine:
                    "position": position, **_stored_raw(raw)}
         unset = {"raw_length": ""} if "raw_length" not in content else {}
         collection = self.meta[QUARANTINE]
-        update = {"$set": {**content, "last_at": now}, "$setOnInsert": {"first_at": now}, "$inc": {"count": 1}}
+        # ``order`` breaks ties of last_at (milliseconds) between puts, so newest first is exact.
+        update = {"$set": {**content, "last_at": now, "order": bson.ObjectId()}, "$setOnInsert": {"first_at": now},
+                  "$inc": {"count": 1}}
         if unset:
             update["$unset"] = unset
         if position is None:
@@ -120,7 +122,8 @@ class Quarantine:
         if direction is not None:
             _check_direction(direction)
         query = {"table": self.table, "direction": {"$in": [direction] if direction else list(DIRECTIONS)}}
-        cursor = self.meta[QUARANTINE].find(query, {"_id": 0, "table": 0}).sort("last_at", DESCENDING)
+        cursor = self.meta[QUARANTINE].find(query, {"_id": 0, "table": 0, "order": 0}).sort(
+            [("last_at", DESCENDING), ("order", DESCENDING)])
         if limit is not None:
             cursor = cursor.limit(limit)
         entries = list(cursor)
