@@ -281,10 +281,10 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
 
     ``now`` is the content MongoDB holds (as the batch's writes will leave it), ``agreed`` the
     version both stores last agreed on: where they differ, MongoDB holds an application change that
-    has not reached DynamoDB. An echo (a record of backward sync's own write, by its ledger token) is
-    never a conflict; it is applied only where MongoDB holds no newer application change and forward
-    sync itself had overwritten that write (a race of the two directions), never where a conflict
-    resolution overruled it.
+    has not reached DynamoDB. An echo (a record of backward sync's own write, by its ledger token)
+    changes nothing in MongoDB, which held that version first, except where forward sync had written
+    a DynamoDB change over it before the write landed: both sides wrote, and the policy decides (an
+    overruled echo was decided already: its winner is written again).
     """
     mark_seq = mark_of(document).get("seq") or ""
     applied = max(state.seq, mark_seq)
@@ -335,9 +335,7 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
                     "backward sync wrote a MongoDB change to DynamoDB after forward sync had written a DynamoDB "
                     "change of the key over it", dynamodb_at=state.at, mongodb_at=entry.changed_at)
                 continue
-            else:
-                fields["h"] = change.hash
-            agreed = change.hash
+            fields["h"] = agreed = change.hash
             continue
         if not change.ttl and (result.newest_independent is None or change.created > result.newest_independent):
             result.newest_independent = change.created
