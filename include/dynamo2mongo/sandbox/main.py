@@ -336,7 +336,7 @@ def show_backward_sync(dynamodb: Any, config: TableConfig, client: Any, items: i
                          f"{backward_after}")
     return (
         f"backward sync    {len(ids):>12}   documents changed in MongoDB arrived in DynamoDB; forward sync met their "
-        f"{after.get('echoes', 0) - before.get('echoes', 0)} echoes, which only renewed the documents' marks, and "
+        f"{after.get('echoes', 0) - before.get('echoes', 0)} echoes, which changed nothing in MongoDB (it held them first), and "
         f"backward sync wrote each change once and nothing more (no loop)"
     )
 
