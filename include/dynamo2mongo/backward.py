@@ -50,7 +50,7 @@ from pymongo.errors import OperationFailure
 from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
 from dynamo2mongo.forward import (
-    CONFLICT_TOKEN, forward_mark, later, mark_of,
+    CONFLICT_TOKEN, later, mark_of, synced_document,
 )
 from dynamo2mongo.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.keystate import KeyState, KeyStates
@@ -508,11 +508,8 @@ def apply_events(
         ledger.resolve_deferred(event.id, policy, "dynamodb", waiting, event.document, event.at)
         # DynamoDB's change won: MongoDB gets what DynamoDB holds now (that change, or a later one).
         item = held.get(event.identity)
-        won = None
-        if item is not None:
-            won = item_to_document(item, key_attrs)
-            state = states.get(event.identity)
-            won.setdefault(RESERVED, {})["sync"] = forward_mark(item, state.seq if state else "", event.at)
+        state = states.get(event.identity)
+        won = synced_document(item, key_attrs, state.seq if state else "", event.at) if item is not None else None
         _write_mongodb(collection, ledger, keys, event, won)
     for event, waiting in plan.mongodb_wins:
         ledger.resolve_deferred(event.id, policy, "mongodb", waiting, event.document, event.at)

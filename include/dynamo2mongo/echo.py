@@ -100,23 +100,6 @@ class EchoLedger:
     def ensure_indexes(self) -> None:
         self.collection.create_index("at", expireAfterSeconds=self.retention_hours * 3600, name="expire_after_retention")
 
-    def pending(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, list[str]]]:
-        """Unconsumed writes per key: ``{identity: {hash: tokens}}``, the written ones first (oldest
-        first), since echoes come back in the order of the writes."""
-        if not document_ids:
-            return {}
-        wanted = [self._id(direction, i) for i in document_ids]
-        found = {}
-        for doc in self.collection.find({"_id": {"$in": wanted}}):
-            writes: dict[str, list[str]] = {}
-            for state in (WRITTEN, INTENDED):
-                for h, tokens in (doc.get(state) or {}).items():
-                    writes.setdefault(h, []).extend(sorted(tokens))
-            writes = {h: tokens for h, tokens in writes.items() if tokens}
-            if writes:
-                found[identity(doc["_id"]["k"])] = writes
-        return found
-
     def lookup(self, direction: str, document_ids: list[Any]) -> dict[bytes, LedgerEntry]:
         """Every key's entry in one read: pending writes (written ones first), overruled ones, met ones."""
         if not document_ids:
@@ -135,19 +118,6 @@ class EchoLedger:
                     entry.overruled[h] = sorted(tokens)
             found[identity(entry.document_id)] = entry
         return found
-
-    def met(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, str]]:
-        """Echoes already met per key: ``{identity: {hash: sequence number of the record}}``."""
-        if not document_ids:
-            return {}
-        wanted = [self._id(direction, i) for i in document_ids]
-        return {identity(d["_id"]["k"]): d.get(MET) or {} for d in self.collection.find({"_id": {"$in": wanted}})}
-
-    def changed_at(self, direction: str, document_id: Any) -> dt.datetime | None:
-        """When the change behind a key's latest entry was made (for ``latest_wins``)."""
-        entry = self.collection.find_one({"_id": self._id(direction, document_id)}, {"at": 1})
-        at = (entry or {}).get("at")
-        return at.replace(tzinfo=dt.timezone.utc) if at is not None and at.tzinfo is None else at
 
     def intend(self, direction: str, writes: list[tuple[Any, str]], at: dt.datetime | list[dt.datetime]) -> list[Note]:
         """Note writes (``(document_id, hash)``) about to be made: their echo may come back any time now.
@@ -174,6 +144,10 @@ class EchoLedger:
                  for k, h, t in notes],
                 ordered=False,
             )
+
+    def pending(self, direction: str, document_ids: list[Any]) -> dict[bytes, dict[str, list[str]]]:
+        """Unconsumed writes per key: ``{identity: {hash: tokens}}``."""
+        return {k: e.pending for k, e in self.lookup(direction, document_ids).items() if e.pending}
 
     def overrule(self, direction: str, notes: list[Note]) -> None:
         """A conflict resolution wrote over these writes: their echoes are to be met, not applied."""

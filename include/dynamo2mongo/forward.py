@@ -157,6 +157,14 @@ def forward_mark(item: dict[str, Any], seq: str, created: dt.datetime) -> dict[s
     return {"src": SOURCE, "h": content_hash(item), "seq": seq, "at": created}
 
 
+def synced_document(item: dict[str, Any], key_attrs: tuple[str, ...], seq: str, created: dt.datetime,
+                    number_mapping: str = "lossless") -> dict[str, Any]:
+    """The document forward sync writes for a DynamoDB item: converted, with the forward mark."""
+    document = item_to_document(item, key_attrs, number_mapping)
+    document.setdefault(RESERVED, {})["sync"] = forward_mark(item, seq, created)
+    return document
+
+
 def baseline_mark(item: dict[str, Any]) -> dict[str, Any]:
     """The mark of an exported item: its content as DynamoDB held it, older than any stream record.
 
@@ -189,16 +197,14 @@ def to_change(
                 "the record has no NewImage: the stream's view type must be NEW_AND_OLD_IMAGES (or NEW_IMAGE)"
             )
         item = item_from_json(data["NewImage"], "NewImage") if binary_as_base64 else data["NewImage"]
-        document = item_to_document(item, key_attrs, number_mapping)
+        document = synced_document(item, key_attrs, seq, created, number_mapping)
     except (KeyError, ValueError) as error:
         reason = getattr(error, "reason", None) or (f"missing field {error}" if isinstance(error, KeyError) else str(error))
         raise ForwardApplyError(
             f"stream record {record.get('eventID')!r} (sequence number {data.get('SequenceNumber')}, keys "
             f"{data.get('Keys')!r:.200}) cannot be converted: {reason}"
         ) from error
-    mark = forward_mark(item, seq, created)
-    document.setdefault(RESERVED, {})["sync"] = mark
-    return Change(document["_id"], seq, created, event, document, mark["h"], keys, record=record)
+    return Change(document["_id"], seq, created, event, document, document[RESERVED]["sync"]["h"], keys, record=record)
 
 
 def _not_newer(seq: str) -> dict[str, Any]:

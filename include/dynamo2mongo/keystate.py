@@ -114,6 +114,3 @@ class KeyStates:
                  for k, p in positions],
                 ordered=False,
             )
-
-    def forget(self) -> int:
-        return self.collection.delete_many({"_id.t": self.table}).deleted_count

@@ -19,12 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamo2mongo import backward, forward
-from dynamo2mongo.canonical import content_hash
 from dynamo2mongo.echo import TOMBSTONE, EchoLedger
 from dynamo2mongo.keystate import KeyStates
 from dynamo2mongo.quarantine import Quarantine
 from dynamo2mongo.typememory import TableTypes
-from dynamo2mongo.types import RESERVED, Unrepresentable, item_to_document
+from dynamo2mongo.types import RESERVED, Unrepresentable
 
 
 @dataclass
@@ -73,7 +72,5 @@ def _change(key: Any, item: dict[str, Any] | None, keys: dict[str, Any], seq: st
             key_attrs: tuple[str, ...], number_mapping: str) -> forward.Change:
     if item is None:
         return forward.Change(key, seq, at, "REMOVE", None, TOMBSTONE, keys)
-    document = item_to_document(item, key_attrs, number_mapping)
-    mark = forward.forward_mark(item, seq, at)
-    document.setdefault(RESERVED, {})["sync"] = mark
-    return forward.Change(key, seq, at, "MODIFY", document, content_hash(item), keys)
+    document = forward.synced_document(item, key_attrs, seq, at, number_mapping)
+    return forward.Change(key, seq, at, "MODIFY", document, document[RESERVED]["sync"]["h"], keys)
