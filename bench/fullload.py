@@ -53,7 +53,7 @@ def export_line(item: dict[str, Any], export_format: str, first: bool) -> str:
         from dynamo2mongo.sandbox.ion_writer import dump_line
 
         return ("$ion_1_0 " if first else "") + dump_line(item) + "\n"
-    from dynamo2mongo.export.ddbjson import item_to_json
+    from dynamo2mongo.fullload.export.ddbjson import item_to_json
 
     return json.dumps({"Item": item_to_json(item)}, separators=(",", ":"), ensure_ascii=False) + "\n"
 
@@ -135,9 +135,9 @@ def baseline_convert(lines: Iterator[bytes], sink: Callable[[str], Any]) -> int:
 def project_convert(export_format: str, compiled: bool = True) -> Callable[[Iterator[bytes], Callable[[str], Any]], int]:
     """What the convert task runs: the compiled line conversion where installed (``compiled``), the
     Python path for the lines it leaves."""
-    from dynamo2mongo.convert import ConvertResult, convert_lines
-    from dynamo2mongo.export.manifest import reader_for
-    from dynamo2mongo.native import line_converter
+    from dynamo2mongo.fullload.convert import ConvertResult, convert_lines
+    from dynamo2mongo.fullload.export.manifest import reader_for
+    from dynamo2mongo.mapping.native import line_converter
     from dynamo2mongo.sandbox.sample import KEY_ATTRS
 
     fast_line = line_converter(export_format, KEY_ATTRS) if compiled else None
@@ -176,10 +176,11 @@ def time_convert(convert: Callable, path: Path, limit: int | None = None) -> Tim
 def component_costs(export_format: str, path: Path, count: int = 3000) -> dict[str, float]:
     """Microseconds of CPU per item for the reader, the mapping, forward sync's baseline mark (when
     the conversion adds one) and the Extended JSON writer."""
-    from dynamo2mongo import convert, extjson
-    from dynamo2mongo.export.manifest import reader_for
+    from dynamo2mongo.fullload import convert
+    from dynamo2mongo.mapping import extjson
+    from dynamo2mongo.fullload.export.manifest import reader_for
     from dynamo2mongo.sandbox.sample import KEY_ATTRS
-    from dynamo2mongo.types import item_to_document
+    from dynamo2mongo.mapping.types import item_to_document
 
     with open(path, "rb") as source:
         lines = [line for _, line in zip(range(count), source)]
@@ -208,9 +209,9 @@ def component_costs(export_format: str, path: Path, count: int = 3000) -> dict[s
 
 
 def extjson_lines(items: int) -> list[bytes]:
-    from dynamo2mongo import extjson
+    from dynamo2mongo.mapping import extjson
     from dynamo2mongo.sandbox.sample import KEY_ATTRS, item
-    from dynamo2mongo.types import item_to_document
+    from dynamo2mongo.mapping.types import item_to_document
 
     return [(extjson.dumps(item_to_document(item(i), KEY_ATTRS)) + "\n").encode() for i in range(items)]
 
@@ -220,7 +221,7 @@ def time_imports(uri: str, lines: list[bytes], rounds: int, batch_size: int) -> 
     from bson import json_util
     from pymongo import MongoClient
 
-    from dynamo2mongo.load import import_lines
+    from dynamo2mongo.fullload.load import import_lines
 
     documents = [json_util.loads(line) for line in lines]
     client = MongoClient(uri)
@@ -279,7 +280,7 @@ def child_convert(export_format: str, source: str) -> dict[str, Any]:
 def child_import(source: str, uri: str, collection_name: str, batch_size: int) -> dict[str, Any]:
     from pymongo import MongoClient
 
-    from dynamo2mongo.load import import_lines
+    from dynamo2mongo.fullload.load import import_lines
 
     client = MongoClient(uri)
     collection = client["d2m_bench"][collection_name]

@@ -40,16 +40,16 @@ from bson import Timestamp
 from pymongo import DeleteOne, MongoClient, UpdateOne
 from pymongo.collection import Collection
 
-from dynamo2mongo.checkpoints import CheckpointStore
+from dynamo2mongo.sync.checkpoints import CheckpointStore
 from dynamo2mongo.config import TableConfig, parse_config
-from dynamo2mongo.relay.backward import POSITION, BackwardRelay
-from dynamo2mongo.relay.forward import ForwardRelay
+from dynamo2mongo.sync.relay.backward import POSITION, BackwardRelay
+from dynamo2mongo.sync.relay.forward import ForwardRelay
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.servers import MONGO_JAVA_SERVER_VERSION, mongo_server, moto_server, sandbox_env
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import ensure_stream
-from dynamo2mongo.table import describe_table
-from dynamo2mongo.types import document_to_item, item_to_document
+from dynamo2mongo.prepare.stream import ensure_stream
+from dynamo2mongo.prepare.table import describe_table
+from dynamo2mongo.mapping.types import document_to_item, item_to_document
 
 KEY_ATTRS = sample.KEY_ATTRS
 WRITES_PER_SECOND = 20.0

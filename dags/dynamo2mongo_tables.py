@@ -10,7 +10,7 @@ import datetime as dt
 from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task_group
 
 from dynamo2mongo.config import EXPORT_FORMATS, MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_configuration
-from dynamo2mongo.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
+from dynamo2mongo.operations.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
 from dynamo2mongo_airflow.base import OnCallRetryPolicy
 from dynamo2mongo_airflow.operators import (
     ConvertFileOperator,

@@ -5,7 +5,7 @@
 - ``dynamo2mongo quarantine list --table NAME [--direction forward|backward]``: the changes sync
   could not write, newest first, one per line: key, direction, reason, count, last seen;
 - ``dynamo2mongo quarantine retry --table NAME [--direction D]``: once the data is fixed, sync each
-  quarantined key's current state through the relays' guards (dynamo2mongo.requeue);
+  quarantined key's current state through the relays' guards (dynamo2mongo.sync.requeue);
 - ``dynamo2mongo pools [--apply]``: the Airflow pools the configuration asks for, as ``airflow pools
   set`` commands, or created in the Airflow metadata database of this environment.
 
@@ -65,7 +65,7 @@ def relay_forward(args: argparse.Namespace) -> int:
     from pymongo import MongoClient
 
     from dynamo2mongo.mongo_tls import require_tls
-    from dynamo2mongo.relay.forward import ForwardRelay, RelayError
+    from dynamo2mongo.sync.relay.forward import ForwardRelay, RelayError
 
     config = _table(args)
     session = boto3.session.Session(region_name=config.region)
@@ -94,10 +94,10 @@ def relay_backward(args: argparse.Namespace) -> int:
     import boto3
     from pymongo import MongoClient
 
-    from dynamo2mongo.backward import BackwardApplyError, StreamEnded
+    from dynamo2mongo.sync.backward import BackwardApplyError, StreamEnded
     from dynamo2mongo.mongo_tls import require_tls
-    from dynamo2mongo.relay.backward import BackwardRelay
-    from dynamo2mongo.relay.forward import RelayError
+    from dynamo2mongo.sync.relay.backward import BackwardRelay
+    from dynamo2mongo.sync.relay.forward import RelayError
 
     config = _table(args)
     session = boto3.session.Session(region_name=config.region)
@@ -122,7 +122,7 @@ def _json_value(value: Any) -> str:
 def status(args: argparse.Namespace) -> int:
     from pymongo import MongoClient
 
-    from dynamo2mongo.status import collect, render
+    from dynamo2mongo.operations.status import collect, render
 
     configuration = load_configuration(args.config)
     client = MongoClient(_mongo_uri(args), tz_aware=True)
@@ -138,7 +138,7 @@ def quarantine_list(args: argparse.Namespace) -> int:
     from bson import json_util
     from pymongo import MongoClient
 
-    from dynamo2mongo.quarantine import Quarantine
+    from dynamo2mongo.sync.quarantine import Quarantine
 
     config = _table(args)
     client = MongoClient(_mongo_uri(args), tz_aware=True)
@@ -160,7 +160,7 @@ def quarantine_retry(args: argparse.Namespace) -> int:
     from pymongo import MongoClient
 
     from dynamo2mongo.mongo_tls import require_tls
-    from dynamo2mongo.requeue import retry
+    from dynamo2mongo.sync.requeue import retry
     from dynamo2mongo.state import StateStore
 
     config = _table(args)
@@ -180,7 +180,7 @@ def quarantine_retry(args: argparse.Namespace) -> int:
 
 
 def pools(args: argparse.Namespace) -> int:
-    from dynamo2mongo.plan import pool_specs, pools_import_document, pools_set_commands
+    from dynamo2mongo.operations.plan import pool_specs, pools_import_document, pools_set_commands
 
     configuration = load_configuration(args.config)
     if configuration.pools is None:

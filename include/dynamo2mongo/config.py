@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from dynamo2mongo.types import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
+from dynamo2mongo.mapping.types import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
 
 EXPORT_FORMATS = ("ION", "DYNAMODB_JSON")
 NUMBER_MAPPINGS = ("lossless", "double_when_exact")

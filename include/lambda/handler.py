@@ -1,12 +1,12 @@
 """AWS Lambda entry point of forward sync: one batch of DynamoDB stream records applied to MongoDB.
 
-The event source mapping (dynamo2mongo.lambda_engine) delivers each shard's records in order. The
+The event source mapping (dynamo2mongo.engines.aws_lambda) delivers each shard's records in order. The
 same apply function as the relay's decides every record: replays are skipped by the key's sequence
 number kept in the metadata database (a redelivered older batch changes nothing, whatever the
 application did to the document meanwhile), backward sync's own writes coming back are recognised
 by the echo ledger, conflicts are resolved by the table's policy and reported (forward.SyncContext).
 A record that cannot be converted, or whose write MongoDB refuses, is quarantined
-(dynamo2mongo.quarantine), so it never holds the shard back; the answer names no failed item. An
+(dynamo2mongo.sync.quarantine), so it never holds the shard back; the answer names no failed item. An
 error that may heal (MongoDB unreachable) fails the invocation, and Lambda retries the batch.
 
 Settings come from the environment the deploy task sets (lambda_engine.FunctionSettings); the MongoDB
@@ -27,13 +27,13 @@ import boto3
 from pymongo import MongoClient
 from pymongo.collection import Collection
 
-from dynamo2mongo import forward
-from dynamo2mongo.checkpoints import Heartbeat
-from dynamo2mongo.echo import EchoLedger
-from dynamo2mongo.keystate import KeyStates
-from dynamo2mongo.lambda_engine import FunctionSettings
-from dynamo2mongo.quarantine import Quarantine
-from dynamo2mongo.typememory import TableTypes
+from dynamo2mongo.sync import forward
+from dynamo2mongo.sync.checkpoints import Heartbeat
+from dynamo2mongo.sync.echo import EchoLedger
+from dynamo2mongo.sync.keystate import KeyStates
+from dynamo2mongo.engines.aws_lambda import FunctionSettings
+from dynamo2mongo.sync.quarantine import Quarantine
+from dynamo2mongo.sync.typememory import TableTypes
 
 log = logging.getLogger("dynamo2mongo.lambda")
 log.setLevel(logging.INFO)

@@ -14,19 +14,19 @@ from botocore.exceptions import ClientError
 from pymongo.errors import ConfigurationError, OperationFailure
 
 from dynamo2mongo.config import ConfigError, TableConfig, load_config
-from dynamo2mongo.convert import ConversionFailed
-from dynamo2mongo.dms_engine import DmsError, DmsTimeout
-from dynamo2mongo.export.manifest import ManifestError
-from dynamo2mongo.export.request import ExportError
-from dynamo2mongo.indexes import IndexBuildFailed, IndexConflict, IndexPlanError
-from dynamo2mongo.lambda_engine import LambdaDeployError
-from dynamo2mongo.load import ImportFailed
+from dynamo2mongo.fullload.convert import ConversionFailed
+from dynamo2mongo.engines.dms import DmsError, DmsTimeout
+from dynamo2mongo.fullload.export.manifest import ManifestError
+from dynamo2mongo.fullload.export.request import ExportError
+from dynamo2mongo.finish.indexes import IndexBuildFailed, IndexConflict, IndexPlanError
+from dynamo2mongo.engines.aws_lambda import LambdaDeployError
+from dynamo2mongo.fullload.load import ImportFailed
 from dynamo2mongo.mongo_tls import TlsRequired, require_tls
-from dynamo2mongo.operations import OperationRefused
-from dynamo2mongo.preflight import PreflightFailed
-from dynamo2mongo.reconcile import ReconcileFailed
+from dynamo2mongo.operations.cutover import OperationRefused
+from dynamo2mongo.prepare.preflight import PreflightFailed
+from dynamo2mongo.fullload.reconcile import ReconcileFailed
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import StreamError
+from dynamo2mongo.prepare.stream import StreamError
 
 # Trigger-form Params that may override the table configuration for one run, and the key each sets.
 PARAM_OVERRIDES = {

@@ -6,7 +6,7 @@ Airflow connection, region and endpoint URL work as everywhere else), the sensor
 ``replication_task_running`` waiter. The provider's ``DmsCreateTaskOperator``, ``DmsStartTaskOperator``
 and ``DmsStopTaskOperator`` are not used: they take ready-made ARNs and settings, create a second task
 on a re-run, and fail on a task already in the state asked for, where a cleared task must find what a
-first run made and change only what differs (``dynamo2mongo.dms_engine``). None of them handles
+first run made and change only what differs (``dynamo2mongo.engines.dms``). None of them handles
 endpoints or the credentials secret.
 
 The MongoDB URI and credentials come from the table's Mongo connection and go only into the Secrets
@@ -24,10 +24,10 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo import dms_engine
+from dynamo2mongo.engines import dms as dms_engine
 from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.mongo_tls import TlsRequired
-from dynamo2mongo.table import describe_table
+from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
 STATE_KEY = "backward_dms"

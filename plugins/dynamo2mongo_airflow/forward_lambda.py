@@ -10,11 +10,11 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo import lambda_engine
+from dynamo2mongo.engines import aws_lambda as lambda_engine
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.echo import EchoLedger
+from dynamo2mongo.sync.echo import EchoLedger
 from dynamo2mongo.mongo_tls import require_tls_uri
-from dynamo2mongo.table import describe_table
+from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
 

@@ -8,7 +8,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.indexes import (
+from dynamo2mongo.finish.indexes import (
     IndexBuildFailed,
     IndexConflict,
     IndexPlanError,
@@ -17,7 +17,7 @@ from dynamo2mongo.indexes import (
     check_indexes,
     plan_indexes,
 )
-from dynamo2mongo.table import describe_table
+from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
 

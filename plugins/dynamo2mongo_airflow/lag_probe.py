@@ -7,10 +7,10 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.mongo.hooks.mongo import MongoHook
 
-from dynamo2mongo.checkpoints import now
+from dynamo2mongo.sync.checkpoints import now
 from dynamo2mongo.config import TableConfig, load_config
-from dynamo2mongo.lag import LagReport, lambda_lag, relay_lag
-from dynamo2mongo.lambda_engine import lambda_lag_facts
+from dynamo2mongo.sync.lag import LagReport, lambda_lag, relay_lag
+from dynamo2mongo.engines.aws_lambda import lambda_lag_facts
 from dynamo2mongo.mongo_tls import require_tls
 from dynamo2mongo.state import StateStore
 

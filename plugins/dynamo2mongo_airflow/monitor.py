@@ -1,4 +1,4 @@
-"""The monitor DAG's task: sample every table's lag (dynamo2mongo.monitor), notify breaches and quarantines."""
+"""The monitor DAG's task: sample every table's lag (dynamo2mongo.operations.monitor), notify breaches and quarantines."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from typing import Any
 from airflow.sdk import BaseOperator, Context
 
 from dynamo2mongo.config import TableConfig, load_configuration
-from dynamo2mongo.lag import LagReport
-from dynamo2mongo.monitor import check, commit
+from dynamo2mongo.sync.lag import LagReport
+from dynamo2mongo.operations.monitor import check, commit
 from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
 from dynamo2mongo_airflow.mongo_clients import clients_by_connection
 from dynamo2mongo_airflow.notify import send

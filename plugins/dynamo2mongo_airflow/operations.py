@@ -1,6 +1,6 @@
 """The operations around a migration: cut-over, rollback and finish, as one parameterized task.
 
-Thin: each engine's stop and start is wired to ``dynamo2mongo.operations.Switches``; the checks that
+Thin: each engine's stop and start is wired to ``dynamo2mongo.operations.cutover.Switches``; the checks that
 refuse an operation which would lose data live in the domain.
 """
 
@@ -13,10 +13,10 @@ from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo import dms_engine, lambda_engine
-from dynamo2mongo.checkpoints import aware, now, read_heartbeat
+from dynamo2mongo.engines import dms as dms_engine, aws_lambda as lambda_engine
+from dynamo2mongo.sync.checkpoints import aware, now, read_heartbeat
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.operations import BACKWARD, FORWARD, OperationRefused, Operations, Switches, relay_switches
+from dynamo2mongo.operations.cutover import BACKWARD, FORWARD, OperationRefused, Operations, Switches, relay_switches
 from dynamo2mongo_airflow.base import TableOperator
 
 OPERATIONS = ("cut_over", "rollback", "finish")
@@ -25,7 +25,7 @@ DMS_SETTLE = dt.timedelta(seconds=60)
 
 
 class MigrationOperationOperator(TableOperator):
-    """Run one operation on the table: ``cut_over``, ``rollback`` or ``finish`` (see dynamo2mongo.operations).
+    """Run one operation on the table: ``cut_over``, ``rollback`` or ``finish`` (see dynamo2mongo.operations.cutover).
 
     Refuses (and fails without retrying) when the operation would lose data in the current state,
     saying what to do first. Idempotent: run again, it finds its work done.

@@ -9,11 +9,11 @@ from typing import Any
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo import reconcile as reconciliation
+from dynamo2mongo.fullload import reconcile as reconciliation
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.convert import BadRecord, convert_file
-from dynamo2mongo.export import manifest
-from dynamo2mongo.export.request import (
+from dynamo2mongo.fullload.convert import BadRecord, convert_file
+from dynamo2mongo.fullload.export import manifest
+from dynamo2mongo.fullload.export.request import (
     ExportInfo,
     client_token,
     completed_export,
@@ -22,11 +22,11 @@ from dynamo2mongo.export.request import (
     export_estimate,
     start_export,
 )
-from dynamo2mongo.load import import_file
-from dynamo2mongo.native import line_converter
-from dynamo2mongo.preflight import run_preflight
-from dynamo2mongo.stream import ensure_stream, stream_status
-from dynamo2mongo.table import describe_table
+from dynamo2mongo.fullload.load import import_file
+from dynamo2mongo.mapping.native import line_converter
+from dynamo2mongo.prepare.preflight import run_preflight
+from dynamo2mongo.prepare.stream import ensure_stream, stream_status
+from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator, permanent_errors_fail_fast
 from dynamo2mongo_airflow.triggers import DynamoDBClientHook, ExportCompletedTrigger
 

@@ -1,4 +1,4 @@
-"""Airflow glue of table-by-table plans: the run gate and the full-load deadline alert (dynamo2mongo.plan)."""
+"""Airflow glue of table-by-table plans: the run gate and the full-load deadline alert (dynamo2mongo.operations.plan)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from airflow.sdk import Context, SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.config import TableConfig, load_config
-from dynamo2mongo.plan import full_load_risk, gate
+from dynamo2mongo.operations.plan import full_load_risk, gate
 from dynamo2mongo.state import StateStore
 from dynamo2mongo_airflow.base import TableOperator
 
@@ -24,7 +24,7 @@ class RunGateOperator(TableOperator, SkipMixin):
 
     Skips the whole run (every downstream task, whatever its trigger rule) when a schedule tick or an
     upstream wave's milestone asks for a full load that another run already finished, or for a table
-    that was cut over; fails a manual run on a cut-over table. See ``dynamo2mongo.plan.gate``.
+    that was cut over; fails a manual run on a cut-over table. See ``dynamo2mongo.operations.plan.gate``.
     """
 
     ui_color = "#f4f0e8"

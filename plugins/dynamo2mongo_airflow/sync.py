@@ -10,9 +10,9 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo.checkpoints import now, read_heartbeat
+from dynamo2mongo.sync.checkpoints import now, read_heartbeat
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.lag import LagWatch
+from dynamo2mongo.sync.lag import LagWatch
 from dynamo2mongo_airflow.base import TableOperator
 from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
 from dynamo2mongo_airflow.triggers import ForwardLagTrigger
@@ -61,7 +61,7 @@ class RelayRunningSensor(BaseSensorOperator):
 class ForwardLagSensor(TableOperator):
     """Wait until forward sync has caught up: lag under the threshold for N consecutive checks.
 
-    Lag is the bound computed by ``dynamo2mongo.lag`` (relay checkpoints and heartbeat, or the
+    Lag is the bound computed by ``dynamo2mongo.sync.lag`` (relay checkpoints and heartbeat, or the
     Lambda mapping's IteratorAge). Fails long before unapplied records reach the stream's 24 h
     retention, when the relay stopped with an error, the mapping is disabled, or the function
     keeps failing. Records the last measurement in the migration state.

@@ -13,7 +13,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.errors import PyMongoError
 
-from dynamo2mongo.lag import LagWatch
+from dynamo2mongo.sync.lag import LagWatch
 from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
 
 

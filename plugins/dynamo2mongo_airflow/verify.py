@@ -8,11 +8,11 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo.checkpoints import now, read_heartbeat
+from dynamo2mongo.sync.checkpoints import now, read_heartbeat
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.lag import applied_through
-from dynamo2mongo.table import describe_table
-from dynamo2mongo.verify import VERIFICATIONS, recheck, store_report, verify
+from dynamo2mongo.sync.lag import applied_through
+from dynamo2mongo.prepare.table import describe_table
+from dynamo2mongo.finish.verify import VERIFICATIONS, recheck, store_report, verify
 from dynamo2mongo_airflow.base import TableOperator
 
 # Examples and the field-by-field difference can be large and hold BSON values: they stay in the

@@ -198,9 +198,9 @@ def test_errors_that_cannot_heal_fail_at_once_and_the_rest_retry():
     from airflow.sdk import RetryAction
     from airflow.sdk.exceptions import AirflowFailException
 
-    from dynamo2mongo.dms_engine import DmsError, DmsTimeout
-    from dynamo2mongo.lambda_engine import LambdaDeployError
-    from dynamo2mongo.operations import OperationRefused
+    from dynamo2mongo.engines.dms import DmsError, DmsTimeout
+    from dynamo2mongo.engines.aws_lambda import LambdaDeployError
+    from dynamo2mongo.operations.cutover import OperationRefused
     from dynamo2mongo_airflow.base import OnCallRetryPolicy, cannot_heal, permanent_errors_fail_fast
 
     permanent = [DmsError("t"), LambdaDeployError("t"), OperationRefused("t"), _client_error("AccessDeniedException"),

@@ -12,17 +12,17 @@ from typing import Any
 
 import yaml
 
-from dynamo2mongo.checkpoints import now
+from dynamo2mongo.sync.checkpoints import now
 from dynamo2mongo.config import TableConfig, parse_config
-from dynamo2mongo.convert import convert_file
-from dynamo2mongo.export import manifest
-from dynamo2mongo.export.request import client_token, completed_export, ensure_pitr, start_export
-from dynamo2mongo.lag import LagWatch, applied_through, relay_lag
-from dynamo2mongo.load import import_file
+from dynamo2mongo.fullload.convert import convert_file
+from dynamo2mongo.fullload.export import manifest
+from dynamo2mongo.fullload.export.request import client_token, completed_export, ensure_pitr, start_export
+from dynamo2mongo.sync.lag import LagWatch, applied_through, relay_lag
+from dynamo2mongo.fullload.load import import_file
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import ensure_stream
-from dynamo2mongo.table import describe_table
+from dynamo2mongo.prepare.stream import ensure_stream
+from dynamo2mongo.prepare.table import describe_table
 
 
 def table_config(tmp_path: Path, bucket: str, **sync: Any) -> tuple[TableConfig, Path]:

@@ -7,12 +7,12 @@ import uuid
 
 import pytest
 
-from dynamo2mongo.echo import CONFLICTS
-from dynamo2mongo.relay.backward import BackwardRelay
-from dynamo2mongo.relay.forward import ForwardRelay
+from dynamo2mongo.sync.echo import CONFLICTS
+from dynamo2mongo.sync.relay.backward import BackwardRelay
+from dynamo2mongo.sync.relay.forward import ForwardRelay
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.verify import verify
+from dynamo2mongo.finish.verify import verify
 from forward_helpers import create_source, full_load, table_config
 
 pytestmark = pytest.mark.integration

@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat
-from dynamo2mongo.echo import CONFLICTS
-from dynamo2mongo.lag import LagReport
-from dynamo2mongo.lag_history import record
-from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat
+from dynamo2mongo.sync.echo import CONFLICTS
+from dynamo2mongo.sync.lag import LagReport
+from dynamo2mongo.sync.lag_history import record
+from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sandbox.main import airflow_env
 from dynamo2mongo.state import FILES, StateStore
-from dynamo2mongo.verify import VERIFICATIONS
+from dynamo2mongo.finish.verify import VERIFICATIONS
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from dynamo2mongo import dms_engine
+from dynamo2mongo.engines import dms as dms_engine
 from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
 
 pytestmark = pytest.mark.integration

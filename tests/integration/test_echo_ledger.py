@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from dynamo2mongo import backward, forward
-from dynamo2mongo.keystate import KeyStates
-from dynamo2mongo.echo import CONFLICTS, TO_DYNAMODB, EchoLedger
-from dynamo2mongo.types import item_to_document
+from dynamo2mongo.sync import backward, forward
+from dynamo2mongo.sync.keystate import KeyStates
+from dynamo2mongo.sync.echo import CONFLICTS, TO_DYNAMODB, EchoLedger
+from dynamo2mongo.mapping.types import item_to_document
 
 pytestmark = pytest.mark.integration
 KEYS = ("pk", "sk")

@@ -10,13 +10,13 @@ import uuid
 import pytest
 from bson import json_util
 
-from dynamo2mongo.keystate import KeyStates
-from dynamo2mongo import forward
-from dynamo2mongo.checkpoints import CheckpointStore, read_heartbeat
-from dynamo2mongo.relay.forward import ForwardRelay
+from dynamo2mongo.sync.keystate import KeyStates
+from dynamo2mongo.sync import forward
+from dynamo2mongo.sync.checkpoints import CheckpointStore, read_heartbeat
+from dynamo2mongo.sync.relay.forward import ForwardRelay
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.workload import Workload
-from dynamo2mongo.verify import verify
+from dynamo2mongo.finish.verify import verify
 from forward_helpers import create_source, full_load, relay_env, start_relay, table_config, wait_caught_up
 
 pytestmark = pytest.mark.integration

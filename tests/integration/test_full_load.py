@@ -12,16 +12,16 @@ import uuid
 import pytest
 from bson import json_util
 
-from dynamo2mongo.canonical import canonical_item
-from dynamo2mongo.convert import ConversionFailed, convert_file
-from dynamo2mongo.export import manifest
-from dynamo2mongo.export.ddbjson import item_to_json
-from dynamo2mongo.export.request import ExportError, client_token, completed_export, ensure_pitr, start_export
-from dynamo2mongo.load import import_file
+from dynamo2mongo.mapping.canonical import canonical_item
+from dynamo2mongo.fullload.convert import ConversionFailed, convert_file
+from dynamo2mongo.fullload.export import manifest
+from dynamo2mongo.fullload.export.ddbjson import item_to_json
+from dynamo2mongo.fullload.export.request import ExportError, client_token, completed_export, ensure_pitr, start_export
+from dynamo2mongo.fullload.load import import_file
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import StreamError, ensure_stream, stream_status
-from dynamo2mongo.types import document_to_item
+from dynamo2mongo.prepare.stream import StreamError, ensure_stream, stream_status
+from dynamo2mongo.mapping.types import document_to_item
 
 pytestmark = pytest.mark.integration
 
@@ -197,8 +197,8 @@ def test_malformed_line_fails_only_its_file_and_is_quarantined(s3, mongo_client,
 
 
 def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client):
-    from dynamo2mongo.load import import_lines
-    from dynamo2mongo.types import item_to_document
+    from dynamo2mongo.fullload.load import import_lines
+    from dynamo2mongo.mapping.types import item_to_document
 
     collection = mongo_client["itest"][f"guard-{uuid.uuid4().hex[:8]}"]
     lines = [

@@ -10,9 +10,9 @@ import pytest
 from bson import json_util
 from pymongo.errors import BulkWriteError
 
-from dynamo2mongo.keystate import KeyStates
-from dynamo2mongo.load import ImportFailed, import_lines
-from dynamo2mongo.types import item_to_document
+from dynamo2mongo.sync.keystate import KeyStates
+from dynamo2mongo.fullload.load import ImportFailed, import_lines
+from dynamo2mongo.mapping.types import item_to_document
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +103,7 @@ def _stream_record(seq: int, user: str, email: str) -> dict:
 
 
 def test_forward_sync_fails_a_change_another_unique_index_turns_away(users, mongo_client):
-    from dynamo2mongo import forward
+    from dynamo2mongo.sync import forward
 
     keys = KeyStates(mongo_client["unique_itest_meta"], "unique_itest")
     records = [_stream_record(1, "a", "same@x"), _stream_record(2, "b", "same@x"), _stream_record(3, "c", "c@x")]

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from dynamo2mongo.indexes import (
+from dynamo2mongo.finish.indexes import (
     IndexBuildFailed,
     IndexConflict,
     build_indexes,
@@ -14,8 +14,8 @@ from dynamo2mongo.indexes import (
     plan_indexes,
 )
 from dynamo2mongo.sandbox import sample
-from dynamo2mongo.table import describe_table
-from dynamo2mongo.types import item_to_document
+from dynamo2mongo.prepare.table import describe_table
+from dynamo2mongo.mapping.types import item_to_document
 
 pytestmark = pytest.mark.integration
 DATABASE = "itest_indexes"

@@ -25,16 +25,16 @@ from bson import json_util
 from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
-from dynamo2mongo import lambda_engine
-from dynamo2mongo.canonical import canonical_item
-from dynamo2mongo.checkpoints import read_heartbeat
+from dynamo2mongo.engines import aws_lambda as lambda_engine
+from dynamo2mongo.mapping.canonical import canonical_item
+from dynamo2mongo.sync.checkpoints import read_heartbeat
 from dynamo2mongo.config import ExportConfig, LambdaConfig, TableConfig
-from dynamo2mongo.export.ddbjson import item_to_json
+from dynamo2mongo.fullload.export.ddbjson import item_to_json
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import ensure_stream
-from dynamo2mongo.types import document_to_item
-from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.prepare.stream import ensure_stream
+from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.sync.quarantine import Quarantine
 
 pytestmark = pytest.mark.integration
 
@@ -296,7 +296,7 @@ def test_package_is_deterministic_and_self_contained(package, tmp_path, monkeypa
     assert again.read_bytes() == package.read_bytes()
     names = zipfile.ZipFile(package).namelist()
     assert names == sorted(names)
-    assert "handler.py" in names and "dynamo2mongo/forward.py" in names
+    assert "handler.py" in names and "dynamo2mongo/sync/forward.py" in names
     for top in ("pymongo/", "bson/", "gridfs/", "dns/", "msgspec/"):
         assert any(n.startswith(top) for n in names), top
     assert not any(n.startswith("dynamo2mongo/sandbox/") or "__pycache__" in n for n in names)

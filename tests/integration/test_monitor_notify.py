@@ -15,9 +15,9 @@ import boto3
 import pytest
 import yaml
 
-from dynamo2mongo.checkpoints import CheckpointStore, Heartbeat
-from dynamo2mongo.lag_history import SAMPLES
-from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat
+from dynamo2mongo.sync.lag_history import SAMPLES
+from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.state import StateStore
 from notify_targets import SLACK_TOKEN, SlackServer, SmtpServer, SnsQueue
 
@@ -185,8 +185,8 @@ def test_failure_notifications_render_the_task_and_keep_credentials_out(monitore
 
 def test_the_lambda_engine_is_measured_live_and_one_broken_table_does_not_stop_the_others(mongo_client):
     from dynamo2mongo.config import parse_document
-    from dynamo2mongo.lag import LagReport
-    from dynamo2mongo.monitor import check
+    from dynamo2mongo.sync.lag import LagReport
+    from dynamo2mongo.operations.monitor import check
 
     meta_name = f"monitor_meta_{uuid.uuid4().hex[:8]}"
     tables = [{"name": name, "source_table": f"monitored-{name}", "database": "monitor_itest", "collection": name,

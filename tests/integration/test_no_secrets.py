@@ -31,7 +31,7 @@ from bson import json_util
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.main import mongo_connection
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import ensure_stream
+from dynamo2mongo.prepare.stream import ensure_stream
 from tests.integration.forward_helpers import relay_env
 
 pytestmark = pytest.mark.integration

@@ -9,12 +9,12 @@ import uuid
 
 import pytest
 
-from dynamo2mongo.checkpoints import read_heartbeat
-from dynamo2mongo.operations import OperationRefused, Operations, relay_switches
+from dynamo2mongo.sync.checkpoints import read_heartbeat
+from dynamo2mongo.operations.cutover import OperationRefused, Operations, relay_switches
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.verify import verify
+from dynamo2mongo.finish.verify import verify
 from forward_helpers import create_source, full_load, relay_env, start_relay, table_config, wait_caught_up
 
 pytestmark = pytest.mark.integration

@@ -30,7 +30,7 @@ from bson import json_util
 from pymongo import MongoClient
 
 from dynamo2mongo.config import parse_document
-from dynamo2mongo.export import manifest
+from dynamo2mongo.fullload.export import manifest
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.main import airflow_env
 from notify_targets import SnsQueue

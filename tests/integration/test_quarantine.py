@@ -12,7 +12,7 @@ import pytest
 from bson import Binary, Decimal128
 from bson.codec_options import CodecOptions
 
-from dynamo2mongo.quarantine import Quarantine
+from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.state import StateStore
 
 pytestmark = pytest.mark.integration
@@ -106,8 +106,8 @@ def _configuration(meta_name: str):
 
 
 def test_status_and_the_dashboard_show_counts_and_the_newest_reasons(mongo_client, meta):
-    from dynamo2mongo.dashboard import table_view
-    from dynamo2mongo.status import collect, render
+    from dynamo2mongo.operations.dashboard import table_view
+    from dynamo2mongo.operations.status import collect, render
 
     configuration = _configuration(meta.name)
     quarantine = Quarantine(meta, "orders")
@@ -161,7 +161,7 @@ def test_quarantine_list_prints_one_line_per_entry(mongo_uri, meta, tmp_path, mo
 
 
 def test_the_monitor_alerts_once_when_the_quarantine_fills_and_once_when_it_empties(mongo_client, meta):
-    from dynamo2mongo.monitor import check_table, commit
+    from dynamo2mongo.operations.monitor import check_table, commit
 
     configuration = _configuration(meta.name)
     table = configuration.tables[0]

@@ -14,12 +14,12 @@ import uuid
 import pytest
 from bson import json_util
 
-from dynamo2mongo.convert import convert_file
-from dynamo2mongo.export import manifest
-from dynamo2mongo.load import import_file
+from dynamo2mongo.fullload.convert import convert_file
+from dynamo2mongo.fullload.export import manifest
+from dynamo2mongo.fullload.load import import_file
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.ion_writer import dump_line
-from dynamo2mongo.types import item_to_document
+from dynamo2mongo.mapping.types import item_to_document
 
 pytestmark = pytest.mark.integration
 ITEMS = 30_000
@@ -57,7 +57,7 @@ def test_import_killed_mid_way_then_rerun_converges(s3, bucket, mongo_client, mo
         f"""
         import boto3
         from pymongo import MongoClient
-        from dynamo2mongo.load import import_file
+        from dynamo2mongo.fullload.load import import_file
         target = MongoClient({mongo_uri!r})["recovery"][{name!r}]
         import_file(boto3.client("s3"), {bucket!r}, {key!r}, target, batch_size=200)
         """,
@@ -82,8 +82,8 @@ def test_convert_killed_mid_way_leaves_no_partial_output(s3, bucket, aws_env):
     worker = _worker(
         f"""
         import boto3
-        from dynamo2mongo import convert
-        from dynamo2mongo.export import manifest
+        from dynamo2mongo.fullload import convert
+        from dynamo2mongo.fullload.export import manifest
         original = convert.item_to_document
         seen = []
         def counting(item, keys):

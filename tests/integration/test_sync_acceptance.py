@@ -13,12 +13,12 @@ import uuid
 
 import pytest
 
-from dynamo2mongo.checkpoints import CheckpointStore, now, read_heartbeat
-from dynamo2mongo.echo import CONFLICTS, ECHOES
+from dynamo2mongo.sync.checkpoints import CheckpointStore, now, read_heartbeat
+from dynamo2mongo.sync.echo import CONFLICTS, ECHOES
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.verify import verify
+from dynamo2mongo.finish.verify import verify
 from forward_helpers import create_source, full_load, relay_env, start_relay, table_config, wait_caught_up
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def _dump(dynamodb, mongo_client, config, meta, report):
         it = page["NextShardIterator"]
         if not page["Records"]:
             break
-    from dynamo2mongo.canonical import content_hash
+    from dynamo2mongo.mapping.canonical import content_hash
     for kind in ("extra", "different", "missing"):
         for key in report.examples[kind][:2]:
             print(f"\n==== {kind} {key}")

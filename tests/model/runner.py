@@ -31,16 +31,16 @@ from bson import ObjectId, Regex
 from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
-from dynamo2mongo import forward
-from dynamo2mongo.canonical import canonical_item
+from dynamo2mongo.sync import forward
+from dynamo2mongo.mapping.canonical import canonical_item
 from dynamo2mongo.config import parse_config
-from dynamo2mongo.keys import document_id
-from dynamo2mongo.relay.backward import BackwardRelay
-from dynamo2mongo.relay.forward import ForwardRelay
+from dynamo2mongo.mapping.keys import document_id
+from dynamo2mongo.sync.relay.backward import BackwardRelay
+from dynamo2mongo.sync.relay.forward import ForwardRelay
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.stream import ensure_stream
-from dynamo2mongo.table import describe_table
-from dynamo2mongo.types import RESERVED, Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.prepare.stream import ensure_stream
+from dynamo2mongo.prepare.table import describe_table
+from dynamo2mongo.mapping.types import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 from tests.model.history import SCHEMA, History, describe, key_item
 

@@ -12,9 +12,9 @@ import datetime as dt
 import bson
 import pytest
 
-from dynamo2mongo.quarantine import Quarantine
-from dynamo2mongo.requeue import retry
-from dynamo2mongo.types import item_to_document
+from dynamo2mongo.sync.quarantine import Quarantine
+from dynamo2mongo.sync.requeue import retry
+from dynamo2mongo.mapping.types import item_to_document
 from tests.model.history import History
 from tests.model.runner import KEY, Runner
 

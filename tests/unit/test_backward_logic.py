@@ -7,9 +7,9 @@ import datetime as dt
 import pytest
 from bson import Timestamp
 
-from dynamo2mongo import backward, forward
-from dynamo2mongo.typememory import restore
-from dynamo2mongo.types import item_to_document
+from dynamo2mongo.sync import backward, forward
+from dynamo2mongo.sync.typememory import restore
+from dynamo2mongo.mapping.types import item_to_document
 
 AT = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc)
 

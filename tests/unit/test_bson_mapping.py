@@ -13,8 +13,8 @@ from bson import Binary, Code, DBRef, Decimal128, MaxKey, MinKey, ObjectId, Rege
 from bson.datetime_ms import DatetimeMS
 from hypothesis import given, settings
 
-from dynamo2mongo.canonical import canonical_item
-from dynamo2mongo.types import (
+from dynamo2mongo.mapping.canonical import canonical_item
+from dynamo2mongo.mapping.types import (
     ITEM_SIZE_LIMIT,
     BsonMapping,
     Unrepresentable,

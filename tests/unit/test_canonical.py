@@ -10,7 +10,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dynamo2mongo.canonical import canonical_item, canonical_number, content_hash
+from dynamo2mongo.mapping.canonical import canonical_item, canonical_number, content_hash
 from tests.unit.strategies import items_with_keys, numbers
 
 

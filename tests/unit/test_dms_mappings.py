@@ -5,9 +5,9 @@ import re
 
 import pytest
 
-from dynamo2mongo import dms_engine
+from dynamo2mongo.engines import dms as dms_engine
 from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
-from dynamo2mongo.keys import key_fields
+from dynamo2mongo.mapping.keys import key_fields
 
 CONFIG = TableConfig(name="orders", source_table="Orders", database="shop", collection="orders", export=ExportConfig(s3_bucket="b"))
 # The rule fields the AWS DMS User Guide documents for selection and DynamoDB object-mapping rules.

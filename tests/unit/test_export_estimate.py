@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dynamo2mongo.export.request import export_estimate
+from dynamo2mongo.fullload.export.request import export_estimate
 
 
 def test_an_export_eta_comes_from_the_tables_previous_export():

@@ -8,8 +8,8 @@ import pytest
 from amazon.ion import simpleion
 from hypothesis import given
 
-from dynamo2mongo.canonical import canonical_item
-from dynamo2mongo.export import MalformedRecord, ddbjson, ion, manifest
+from dynamo2mongo.mapping.canonical import canonical_item
+from dynamo2mongo.fullload.export import MalformedRecord, ddbjson, ion, manifest
 from dynamo2mongo.sandbox.ion_writer import dump_line
 
 from .strategies import items_with_keys

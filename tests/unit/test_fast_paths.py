@@ -20,8 +20,8 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamo2mongo import extjson, types
-from dynamo2mongo.export import MalformedRecord, ddbjson, ion
+from dynamo2mongo.mapping import extjson, types
+from dynamo2mongo.fullload.export import MalformedRecord, ddbjson, ion
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.ion_writer import dump_line
 

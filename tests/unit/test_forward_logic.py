@@ -9,11 +9,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynamo2mongo import forward
-from dynamo2mongo.echo import APPLIES, OVERRULED, LedgerEntry
-from dynamo2mongo.canonical import content_hash
-from dynamo2mongo.lag import LagReport, LagWatch, lambda_lag
-from dynamo2mongo.types import document_to_item
+from dynamo2mongo.sync import forward
+from dynamo2mongo.sync.echo import APPLIES, OVERRULED, LedgerEntry
+from dynamo2mongo.mapping.canonical import content_hash
+from dynamo2mongo.sync.lag import LagReport, LagWatch, lambda_lag
+from dynamo2mongo.mapping.types import document_to_item
 
 KEYS = ("pk", "sk")
 AT = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)

@@ -36,7 +36,9 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from dynamo2mongo import dms_engine, lambda_engine, preflight
+from dynamo2mongo.engines import dms as dms_engine, aws_lambda as lambda_engine
+
+from dynamo2mongo.prepare import preflight
 from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,10 +57,10 @@ POLICY_FILES = {"dag": "dag-policy.json", "lambda": "lambda-role-policy.json", "
 # Functions that exist for the emulator only (they make the role or instance a real account is
 # configured with); the code must call them only when the table's environment is "sandbox".
 EMULATOR_ONLY = {
-    "include/dynamo2mongo/lambda_engine.py:ensure_sandbox_role",
-    "include/dynamo2mongo/dms_engine.py:sandbox_settings",
-    "include/dynamo2mongo/dms_engine.py:_sandbox_role",
-    "include/dynamo2mongo/dms_engine.py:_sandbox_instance",
+    "include/dynamo2mongo/engines/aws_lambda.py:ensure_sandbox_role",
+    "include/dynamo2mongo/engines/dms.py:sandbox_settings",
+    "include/dynamo2mongo/engines/dms.py:_sandbox_role",
+    "include/dynamo2mongo/engines/dms.py:_sandbox_instance",
 }
 
 # Names the code gives its clients.

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from dynamo2mongo import load
+from dynamo2mongo.fullload import load
 
 
 def test_batches_arrive_in_order_and_blank_lines_are_skipped():

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from dynamo2mongo.indexes import IndexPlanError, PlannedIndex, plan_indexes
-from dynamo2mongo.table import SecondaryIndex, TableDescription
+from dynamo2mongo.finish.indexes import IndexPlanError, PlannedIndex, plan_indexes
+from dynamo2mongo.prepare.table import SecondaryIndex, TableDescription
 
 
 def _table(key_attrs: tuple[str, ...], *indexes: SecondaryIndex) -> TableDescription:

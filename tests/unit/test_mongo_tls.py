@@ -8,7 +8,7 @@ from pymongo import MongoClient
 
 from dynamo2mongo.config import parse_config
 from dynamo2mongo.mongo_tls import TlsRequired, require_tls, require_tls_uri, uri_uses_tls, uses_tls
-from dynamo2mongo.preflight import PreflightReport, check_mongo
+from dynamo2mongo.prepare.preflight import PreflightReport, check_mongo
 
 
 def _table(**extra):

@@ -1,7 +1,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from dynamo2mongo.names import decode_name, encode_name
+from dynamo2mongo.mapping.names import decode_name, encode_name
 
 from .strategies import AWKWARD_NAMES
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamo2mongo.convert import ConvertResult, convert_lines
-from dynamo2mongo.export.ddbjson import item_to_json
-from dynamo2mongo.export.manifest import reader_for
-from dynamo2mongo.native import dynamo2mongo_native, line_converter
+from dynamo2mongo.fullload.convert import ConvertResult, convert_lines
+from dynamo2mongo.fullload.export.ddbjson import item_to_json
+from dynamo2mongo.fullload.export.manifest import reader_for
+from dynamo2mongo.mapping.native import dynamo2mongo_native, line_converter
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.ion_writer import dump_line
 from tests.unit.strategies import items_with_keys

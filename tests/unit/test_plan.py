@@ -3,7 +3,7 @@
 import pytest
 
 from dynamo2mongo.config import ConfigError, PoolsConfig, parse_document
-from dynamo2mongo.plan import (
+from dynamo2mongo.operations.plan import (
     full_load_risk,
     gate,
     milestone_uri,

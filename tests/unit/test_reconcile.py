@@ -1,7 +1,7 @@
 import pytest
 
-from dynamo2mongo.convert import output_key_for
-from dynamo2mongo.reconcile import ReconcileFailed, check, reconcile
+from dynamo2mongo.fullload.convert import output_key_for
+from dynamo2mongo.fullload.reconcile import ReconcileFailed, check, reconcile
 
 FILES = [("p/AWSDynamoDB/e1/data/a.json.gz", 10), ("p/AWSDynamoDB/e1/data/b.json.gz", 5)]
 

@@ -14,11 +14,11 @@ from bson import Decimal128, Int64
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamo2mongo.canonical import canonical_item
-from dynamo2mongo.convert import ConversionFailed, convert_file
-from dynamo2mongo.export import ddbjson
-from dynamo2mongo.keys import MissingKeyField, document_id
-from dynamo2mongo.types import Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.mapping.canonical import canonical_item
+from dynamo2mongo.fullload.convert import ConversionFailed, convert_file
+from dynamo2mongo.fullload.export import ddbjson
+from dynamo2mongo.mapping.keys import MissingKeyField, document_id
+from dynamo2mongo.mapping.types import Unrepresentable, document_to_item, item_to_document
 
 from .strategies import items_with_keys, numbers
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pymongo.errors import OperationFailure
 
-from dynamo2mongo.verify import _sample_ids
+from dynamo2mongo.finish.verify import _sample_ids
 
 IDS = [{"_id": n} for n in range(2000)]
 

@@ -24,15 +24,15 @@ from typing import Any
 import boto3
 from pymongo import MongoClient
 
-from dynamo2mongo.canonical import canonical_item
-from dynamo2mongo.checkpoints import now
+from dynamo2mongo.mapping.canonical import canonical_item
+from dynamo2mongo.sync.checkpoints import now
 from dynamo2mongo.config import TableConfig, load_config
-from dynamo2mongo.lag import LagReport, LagWatch, applied_through, relay_lag
+from dynamo2mongo.sync.lag import LagReport, LagWatch, applied_through, relay_lag
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
-from dynamo2mongo.types import document_to_item
-from dynamo2mongo.verify import verify, verify_keys
+from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.finish.verify import verify, verify_keys
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -28,7 +28,7 @@ from moto.dynamodb.models.table_export import TableExport
 from moto.dynamodb.models.utilities import dynamo_json_dump
 from moto.dynamodb.responses import DynamoHandler
 
-from dynamo2mongo.export.ddbjson import parse_line as parse_ddb_json
+from dynamo2mongo.fullload.export.ddbjson import parse_line as parse_ddb_json
 from dynamo2mongo.sandbox.ion_writer import dump_line as ion_line
 from dynamo2mongo.sandbox.servers import ITEMS_PER_FILE_ENV
 

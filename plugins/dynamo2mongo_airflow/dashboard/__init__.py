@@ -3,7 +3,7 @@
 ``GET /dynamo2mongo/`` serves the page (static HTML and JavaScript, no build step); the page reads
 ``GET /dynamo2mongo/api/tables``, which needs the same login as the Airflow UI (its JWT cookie or a
 bearer token) and lists only the tables whose migration DAG the user may read. The data comes from
-the metadata database (``dynamo2mongo.dashboard``), through each table's MongoDB connection.
+the metadata database (``dynamo2mongo.operations.dashboard``), through each table's MongoDB connection.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from dynamo2mongo.config import ConfigError, load_configuration
-from dynamo2mongo.dashboard import overview
+from dynamo2mongo.operations.dashboard import overview
 from dynamo2mongo_airflow.mongo_clients import clients_by_connection
 
 STATIC = Path(__file__).parent / "static"

@@ -1,0 +1,1 @@
+"""AWS-native sync engines (DESIGN §2): forward sync on Lambda, backward sync on DMS, and their secrets."""

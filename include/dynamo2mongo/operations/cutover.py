@@ -1,0 +1,218 @@
+"""Cut-over, rollback and finish: the operations that move the writer between the stores (DESIGN §2).
+
+Each checks first that it cannot lose data, then stops one sync direction and keeps the other:
+
+- cut-over (DynamoDB -> MongoDB is the writer): the old application has stopped writing DynamoDB;
+  forward sync has applied everything up to the moment the operation began, and no independent
+  DynamoDB write arrived since; then forward sync stops. Backward sync keeps DynamoDB current for
+  the proving period, so a rollback loses nothing.
+- rollback (MongoDB -> DynamoDB is the writer again): the new application has stopped writing
+  MongoDB; backward sync has applied everything up to the moment the operation began, and no
+  independent MongoDB write arrived since; then backward sync stops and (by default) forward sync
+  resumes from where it stopped.
+- finish: after a cut-over, both directions stop; the ``_ddb`` metadata may be removed, and the
+  stream is disabled only if this migration enabled it.
+
+Every operation is idempotent: run again, it finds its work done and only makes sure of it.
+How a direction is stopped depends on its engine (a relay's control flag, a Lambda mapping, a DMS
+task): the caller passes a ``Switches`` for it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo.database import Database
+
+from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, now, read_heartbeat
+from dynamo2mongo.sync.lag import applied_through
+from dynamo2mongo.state import StateStore
+
+log = logging.getLogger(__name__)
+
+FORWARD, BACKWARD = "forward", "backward"
+WRITER_DYNAMODB, WRITER_MONGODB = "dynamodb", "mongodb"
+
+
+class OperationRefused(RuntimeError):
+    """The operation would lose data in the current state; the message says what to do first."""
+
+
+@dataclass
+class Switches:
+    """Stops and starts one direction's engine; ``stopped`` says when it has really stopped."""
+
+    stop: Callable[[], None]
+    start: Callable[[], None]
+    stopped: Callable[[], bool]
+    drained_through: Callable[[], dt.datetime | None]
+    newest_independent: Callable[[], dt.datetime | None]
+
+
+def relay_switches(meta: Database, table: str, direction: str, stream_arn: str | None = None,
+                   heartbeat_timeout: float = 120.0) -> Switches:
+    """Switches for a self-hosted relay: a control flag in the migration state, read by the relay.
+
+    A relay whose heartbeat went silent counts as stopped: it applies nothing.
+    """
+    state = StateStore(meta, table)
+
+    def stopped() -> bool:
+        beat = read_heartbeat(meta, table, direction)
+        if beat is None or beat.get("status") in ("paused", "stopped", "failed"):
+            return True
+        return (now() - beat["beat_at"]).total_seconds() > heartbeat_timeout
+
+    def drained_through() -> dt.datetime | None:
+        if direction == FORWARD:
+            return applied_through(meta, table, stream_arn)
+        checkpoint = CheckpointStore(meta, table, BACKWARD).load().get("change_stream") or {}
+        return aware(checkpoint.get("caught_up_at"))
+
+    def newest_independent() -> dt.datetime | None:
+        # From the checkpoints, written with each applied batch (the heartbeat may lag a beat behind).
+        seen = [aware(c.get("newest_independent")) for c in CheckpointStore(meta, table, direction).load().values()]
+        return max((s for s in seen if s is not None), default=None)
+
+    return Switches(
+        stop=lambda: state.set_desired(direction, "stop"),
+        start=lambda: state.set_desired(direction, "run"),
+        stopped=stopped,
+        drained_through=drained_through,
+        newest_independent=newest_independent,
+    )
+
+
+def _wait(condition: Callable[[], bool], timeout: float, poll: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise OperationRefused(f"{what} did not happen within {timeout:.0f} s")
+        time.sleep(poll)
+
+
+def _drain(switches: Switches, direction: str, began: dt.datetime, quiet_seconds: float, timeout: float,
+           poll: float, writer: str) -> dict[str, Any]:
+    """Wait until ``direction`` applied everything made before ``began``; refuse if writes go on."""
+    _wait(
+        lambda: (switches.drained_through() or dt.datetime.min.replace(tzinfo=dt.timezone.utc))
+        > began + dt.timedelta(seconds=quiet_seconds),
+        timeout,
+        poll,
+        f"{direction} sync catching up with everything written before {began.isoformat()}",
+    )
+    newest = switches.newest_independent()
+    if newest is not None and newest > began:
+        raise OperationRefused(
+            f"{writer} was still written at {newest.isoformat()}, after the operation began at {began.isoformat()}: "
+            f"stop every writer of {writer} first, then run the operation again"
+        )
+    return {"drained_through": switches.drained_through(), "newest_independent": newest}
+
+
+@dataclass
+class Operations:
+    meta: Database
+    table: str
+    forward: Switches
+    backward: Switches
+    quiet_seconds: float = 5.0
+    timeout_seconds: float = 1800.0
+    poll_seconds: float = 1.0
+
+    @property
+    def state(self) -> StateStore:
+        return StateStore(self.meta, self.table)
+
+    def _mode(self) -> str:
+        return self.state.migration().get("writer") or WRITER_DYNAMODB
+
+    def cut_over(self) -> dict[str, Any]:
+        migration = self.state.migration()
+        if self._mode() == WRITER_MONGODB:
+            self.forward.stop()
+            log.info("%s: already cut over at %s; forward sync stays stopped", self.table, migration.get("cut_over_at"))
+            return {"writer": WRITER_MONGODB, "already": True}
+        if migration.get("phase") not in ("forward_caught_up", "rolled_back"):
+            raise OperationRefused(
+                f"table {self.table!r} is in phase {migration.get('phase')!r}: cut over only after the migration DAG "
+                f"passed its lag sensor (phase forward_caught_up) or after a rollback"
+            )
+        # Backward sync may have been paused by a rollback: it resumes from its checkpoint.
+        self.backward.start()
+        try:
+            _wait(lambda: not self.backward.stopped(), min(self.timeout_seconds, 120.0), self.poll_seconds,
+                  "backward sync running")
+        except OperationRefused:
+            raise OperationRefused(
+                f"backward sync of {self.table!r} is not running: without it, changes made in MongoDB after the "
+                f"cut-over would be lost on a rollback. Start it (`dynamo2mongo relay backward --table {self.table}`)"
+            ) from None
+        began = now()
+        log.info("%s: cut-over began; waiting for forward sync to apply every DynamoDB write", self.table)
+        drained = _drain(self.forward, FORWARD, began, self.quiet_seconds, self.timeout_seconds, self.poll_seconds,
+                         "DynamoDB")
+        self.forward.stop()
+        _wait(self.forward.stopped, self.timeout_seconds, self.poll_seconds, "forward sync stopping")
+        self.state.update_migration(writer=WRITER_MONGODB, phase="cut_over", cut_over_at=now())
+        log.info("%s: cut over; MongoDB is the writer, backward sync keeps DynamoDB current", self.table)
+        return {"writer": WRITER_MONGODB, "began": began, **drained}
+
+    def rollback(self, resume_forward: bool = True) -> dict[str, Any]:
+        migration = self.state.migration()
+        if self._mode() == WRITER_DYNAMODB and migration.get("phase") == "rolled_back":
+            self.backward.stop()
+            if resume_forward:
+                self.forward.start()
+            return {"writer": WRITER_DYNAMODB, "already": True}
+        if self._mode() != WRITER_MONGODB:
+            raise OperationRefused(
+                f"table {self.table!r} was not cut over (phase {migration.get('phase')!r}): DynamoDB is still the "
+                f"writer, there is nothing to roll back"
+            )
+        if migration.get("phase") == "finished":
+            raise OperationRefused(f"table {self.table!r} is finished: both syncs are stopped for good")
+        began = now()
+        log.info("%s: rollback began; waiting for backward sync to apply every MongoDB write", self.table)
+        drained = _drain(self.backward, BACKWARD, began, self.quiet_seconds, self.timeout_seconds, self.poll_seconds,
+                         "MongoDB")
+        self.backward.stop()
+        _wait(self.backward.stopped, self.timeout_seconds, self.poll_seconds, "backward sync stopping")
+        if resume_forward:
+            self.forward.start()
+        self.state.update_migration(writer=WRITER_DYNAMODB, phase="rolled_back", rolled_back_at=now())
+        log.info("%s: rolled back; DynamoDB is the writer again (forward sync %s)", self.table,
+                 "resumed" if resume_forward else "stays stopped")
+        return {"writer": WRITER_DYNAMODB, "began": began, "forward_resumed": resume_forward, **drained}
+
+    def finish(self, collection: Any, dynamodb: Any, source_table: str, strip_metadata: bool = False,
+               disable_stream: bool = False) -> dict[str, Any]:
+        migration = self.state.migration()
+        if migration.get("phase") != "finished" and self._mode() != WRITER_MONGODB:
+            raise OperationRefused(
+                f"table {self.table!r} is not cut over (phase {migration.get('phase')!r}): finish ends the migration "
+                f"with MongoDB as the writer; cut over first"
+            )
+        self.forward.stop()
+        self.backward.stop()
+        _wait(lambda: self.forward.stopped() and self.backward.stopped(), self.timeout_seconds, self.poll_seconds,
+              "both syncs stopping")
+        facts: dict[str, Any] = {"writer": WRITER_MONGODB}
+        if strip_metadata:
+            facts["metadata_removed"] = collection.update_many({"_ddb": {"$exists": True}}, {"$unset": {"_ddb": ""}}).modified_count
+        stream = migration.get("stream") or {}
+        if disable_stream and stream.get("enabled_by_us"):
+            description = dynamodb.describe_table(TableName=source_table)["Table"]
+            if (description.get("StreamSpecification") or {}).get("StreamEnabled"):
+                dynamodb.update_table(TableName=source_table, StreamSpecification={"StreamEnabled": False})
+            facts["stream_disabled"] = True
+        elif disable_stream:
+            facts["stream_disabled"] = False
+            log.info("%s: the stream was there before the migration; it is left enabled", self.table)
+        self.state.update_migration(phase="finished", finished_at=now())
+        return facts

@@ -1,0 +1,619 @@
+"""Forward sync: DynamoDB stream records applied to MongoDB (DESIGN §2 and §6).
+
+Both engines, the Lambda handler and the relay, hand ``apply_records`` the records of one batch in
+stream order. The rules:
+
+- INSERT and MODIFY replace the document with the converted NewImage; REMOVE deletes it. Only a
+  key's final state in the batch is written.
+- A record is applied only when its sequence number is newer than the key's, kept per key in the
+  metadata database (dynamo2mongo.sync.keystate), where an application rewriting the whole document
+  cannot erase it. Duplicate delivery, a retried batch and a replay from TRIM_HORIZON change
+  nothing.
+- Backward sync's own writes coming back are recognised by their ledger token (dynamo2mongo.sync.echo):
+  DynamoDB Streams carry no writer's id, so the token stands for one write, made once, whose record
+  is the key's first record of that content after the write was noted; a content written twice
+  has two tokens and two echoes. Content equality alone is never taken for an echo.
+- Every written document carries the forward mark ``_ddb.sync = {src, h, seq, at}``: ``seq`` is
+  the write's token, which backward sync looks for in the change event of exactly that write.
+- TTL expiries (the stream names DynamoDB itself as the writer) are applied as deletes, marked in
+  the key's state, and are neither conflicts nor writes by an application.
+- A record that cannot be converted, or whose write MongoDB refuses, is quarantined
+  (dynamo2mongo.sync.quarantine); every other key goes on.
+
+Sequence numbers are decimal strings of up to 40 digits, ordered per item key across a stream's
+shards (a child shard's records follow its parent's); they are stored zero-padded to 40 characters
+so that MongoDB's string order is their numeric order.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import bson
+from pymongo import DeleteOne, ReplaceOne
+from pymongo.collection import Collection
+from pymongo.errors import BulkWriteError
+
+from dynamo2mongo.mapping.canonical import content_hash
+from dynamo2mongo.sync.echo import (
+    OVERRULED, TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity,
+)
+from dynamo2mongo.fullload.export import MalformedRecord
+from dynamo2mongo.fullload.export.ddbjson import item_from_json
+from dynamo2mongo.sync.keystate import KeyState, KeyStates
+from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
+from dynamo2mongo.sync.quarantine import Quarantine
+from dynamo2mongo.sync.typememory import TableTypes, restore
+from dynamo2mongo.mapping.types import RESERVED, Unrepresentable, document_to_item, item_to_document
+
+log = logging.getLogger(__name__)
+
+SOURCE = "dynamodb"
+DIRECTION = "forward"
+SEQ_WIDTH = 40
+EVENTS = ("INSERT", "MODIFY", "REMOVE")
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+UNKNOWN = "?"
+# The ledger token of a MongoDB write that resolved a conflict: backward sync meeting an older
+# application change of that key knows it already lost and was reported.
+CONFLICT_TOKEN = "c"
+
+
+class ForwardApplyError(RuntimeError):
+    """A stream record cannot be applied; the message names the table, the key and the sequence number."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stream record, converted: the key's ``_id`` and the document to write (None: delete)."""
+
+    id: Any
+    seq: str
+    created: dt.datetime
+    event: str
+    document: dict[str, Any] | None
+    hash: str = TOMBSTONE
+    keys: dict[str, Any] | None = None
+    ttl: bool = False
+    record: dict[str, Any] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def identity(self) -> bytes:
+        """Equal for equal ``_id`` values (a dict ``_id`` is not hashable)."""
+        return bson.encode({"k": self.id})
+
+    @property
+    def hints(self) -> list | None:
+        return ((self.document or {}).get(RESERVED) or {}).get("t")
+
+
+@dataclass
+class ApplyResult:
+    records: int = 0
+    written: int = 0
+    deleted: int = 0
+    skipped: int = 0
+    collapsed: int = 0
+    echoes: int = 0
+    conflicts: int = 0
+    newest_created: dt.datetime | None = None
+    # The newest change made in DynamoDB by someone other than backward sync (not an echo).
+    newest_independent: dt.datetime | None = None
+    last_seq: str | None = None
+    failed: list[tuple[Change, str]] = field(default_factory=list)
+    unconvertible: int = 0
+
+    def add(self, other: "ApplyResult") -> None:
+        self.records += other.records
+        self.written += other.written
+        self.deleted += other.deleted
+        self.skipped += other.skipped
+        self.collapsed += other.collapsed
+        self.echoes += other.echoes
+        self.conflicts += other.conflicts
+        if other.newest_created and (self.newest_created is None or other.newest_created > self.newest_created):
+            self.newest_created = other.newest_created
+        if other.newest_independent and (
+            self.newest_independent is None or other.newest_independent > self.newest_independent
+        ):
+            self.newest_independent = other.newest_independent
+        self.last_seq = other.last_seq or self.last_seq
+        self.failed.extend(other.failed)
+        self.unconvertible += other.unconvertible
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "records": self.records,
+            "written": self.written,
+            "deleted": self.deleted,
+            "skipped": self.skipped,
+            "collapsed": self.collapsed,
+            "echoes": self.echoes,
+            "conflicts": self.conflicts,
+            "quarantined": len(self.failed) + self.unconvertible,
+        }
+
+
+def padded(sequence_number: str | int) -> str:
+    text = str(sequence_number)
+    if not text.isdigit() or len(text) > SEQ_WIDTH:
+        raise ValueError(f"{text!r} is not a DynamoDB stream sequence number")
+    return text.zfill(SEQ_WIDTH)
+
+
+def _created(value: Any) -> dt.datetime:
+    # boto3 gives a datetime; Lambda events carry epoch seconds.
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    if isinstance(value, (int, float)):
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc)
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def forward_mark(item: dict[str, Any], seq: str, created: dt.datetime) -> dict[str, Any]:
+    return {"src": SOURCE, "h": content_hash(item), "seq": seq, "at": created}
+
+
+def synced_document(item: dict[str, Any], key_attrs: tuple[str, ...], seq: str, created: dt.datetime,
+                    number_mapping: str = "lossless") -> dict[str, Any]:
+    """The document forward sync writes for a DynamoDB item: converted, with the forward mark."""
+    document = item_to_document(item, key_attrs, number_mapping)
+    document.setdefault(RESERVED, {})["sync"] = forward_mark(item, seq, created)
+    return document
+
+
+def baseline_mark(item: dict[str, Any]) -> dict[str, Any]:
+    """The mark of an exported item: its content as DynamoDB held it, older than any stream record.
+
+    With it, an imported document that the application later changes is told apart from one that
+    still mirrors DynamoDB, which conflict detection and echo suppression rely on.
+    """
+    return {"src": SOURCE, "h": content_hash(item), "seq": ""}
+
+
+def to_change(
+    record: dict[str, Any],
+    key_attrs: tuple[str, ...],
+    number_mapping: str = "lossless",
+    binary_as_base64: bool = False,
+) -> Change:
+    """Convert one stream record (boto3 shape, or Lambda's JSON shape with ``binary_as_base64``)."""
+    data = record.get("dynamodb") or {}
+    event = record.get("eventName")
+    try:
+        seq = padded(data["SequenceNumber"])
+        if event not in EVENTS:
+            raise MalformedRecord(f"unknown eventName {event!r}")
+        keys = item_from_json(data["Keys"], "Keys") if binary_as_base64 else data["Keys"]
+        document_id = item_to_document(keys, key_attrs)["_id"]
+        created = _created(data.get("ApproximateCreationDateTime"))
+        if event == "REMOVE":
+            return Change(document_id, seq, created, event, None, TOMBSTONE, keys, is_expiry(record), record)
+        if "NewImage" not in data:
+            raise MalformedRecord(
+                "the record has no NewImage: the stream's view type must be NEW_AND_OLD_IMAGES (or NEW_IMAGE)"
+            )
+        item = item_from_json(data["NewImage"], "NewImage") if binary_as_base64 else data["NewImage"]
+        document = synced_document(item, key_attrs, seq, created, number_mapping)
+    except (KeyError, ValueError) as error:
+        reason = getattr(error, "reason", None) or (f"missing field {error}" if isinstance(error, KeyError) else str(error))
+        raise ForwardApplyError(
+            f"stream record {record.get('eventID')!r} (sequence number {data.get('SequenceNumber')}, keys "
+            f"{data.get('Keys')!r:.200}) cannot be converted: {reason}"
+        ) from error
+    return Change(document["_id"], seq, created, event, document, document[RESERVED]["sync"]["h"], keys, record=record)
+
+
+def _not_newer(seq: str) -> dict[str, Any]:
+    # Matches a document without a forward mark too: an imported one, or one an application wrote.
+    return {f"{RESERVED}.sync.seq": {"$not": {"$gte": seq}}}
+
+
+def is_expiry(record: dict[str, Any]) -> bool:
+    """A REMOVE made by DynamoDB's TTL: the stream names the service as the writer."""
+    writer = record.get("userIdentity") or {}
+    return writer.get("type") == "Service" and writer.get("principalId") == TTL_PRINCIPAL
+
+
+def document_hash(document: dict[str, Any] | None, remembered: list | None = None) -> str:
+    """The content hash of what a MongoDB document maps to in DynamoDB (a tombstone for none), with
+    the key's remembered types for a document written without ``_ddb`` (dynamo2mongo.sync.typememory).
+
+    A document DynamoDB cannot hold hashes to ``UNKNOWN``, equal to no synced version.
+    """
+    if document is None:
+        return TOMBSTONE
+    try:
+        return content_hash(document_to_item(restore(document, remembered)[0]))
+    except Unrepresentable:
+        return UNKNOWN
+
+
+def mark_of(document: dict[str, Any] | None) -> dict[str, Any]:
+    return ((document or {}).get(RESERVED) or {}).get("sync") or {}
+
+
+def agreed_version(document: dict[str, Any] | None, state: KeyState) -> str | None:
+    """The hash of the version both stores last agreed on; None when unknown (an application
+    document the sync never wrote nor shipped).
+
+    A forward write that the relay made but stopped before recording (``next``) is the agreed
+    version once the document carries its mark. (Backward sync records its versions without a
+    sequence number, so an older mark does not outrank the key's state.)
+    """
+    mark_seq = mark_of(document).get("seq") or ""
+    if state.next_seq > state.seq and mark_seq >= state.next_seq:
+        return state.next_h
+    if state.h is not None:
+        return state.h
+    return TOMBSTONE if document is None else mark_of(document).get("h")
+
+
+@dataclass
+class SyncContext:
+    """What forward sync needs once backward sync may run too (DESIGN §6).
+
+    ``dynamodb`` (a client) and ``source_table`` let a ``dynamodb_wins`` resolution write the winner
+    back to DynamoDB when the losing MongoDB version already got there.
+    """
+
+    ledger: EchoLedger
+    policy: str = "dynamodb_wins"
+    dynamodb: Any = None
+    source_table: str | None = None
+    types: TableTypes | None = None
+
+
+@dataclass
+class _Batch:
+    """What one batch's decisions write, in the order ``apply_changes`` makes the writes."""
+
+    writes: list[tuple[Change, bool]] = field(default_factory=list)  # (change, resolves a conflict)
+    winners: list[tuple[Change, dict[str, list[str]]]] = field(default_factory=list)
+    consumed: list[tuple[Note, str]] = field(default_factory=list)
+    overruled: list[Note] = field(default_factory=list)
+    states: list[tuple[Any, str, dict[str, Any]]] = field(default_factory=list)
+    contested: list[tuple[Change, dict[str, Any] | None]] = field(default_factory=list)
+    # Documents of DynamoDB's own changes (not echoes of backward sync's): what the table's types are.
+    learnt: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyState, entry: LedgerEntry,
+            sync: SyncContext | None, result: ApplyResult, batch: _Batch) -> None:
+    """One key's records of the batch, in stream order, decided against what both stores hold.
+
+    ``now`` is the content MongoDB holds (as the batch's writes will leave it), ``agreed`` the
+    version both stores last agreed on: where they differ, MongoDB holds an application change that
+    has not reached DynamoDB. An echo (a record of backward sync's own write, by its ledger token)
+    changes nothing in MongoDB, which held that version first, except where forward sync had written
+    a DynamoDB change over it before the write landed: both sides wrote, and the policy decides (an
+    overruled echo was decided already: its winner is written again).
+    """
+    mark_seq = mark_of(document).get("seq") or ""
+    applied = max(state.seq, mark_seq)
+    agreed = agreed_version(document, state)
+    # Hashed with the document's own hints (backward sync writes the ones it gave into them) and the
+    # key's remembered ones, not the table's memory: what it learns later must not make an agreed
+    # version look changed.
+    now = document_hash(document, state.t)
+    target: tuple[Change, bool] | None = None
+    fields: dict[str, Any] = {}
+    if state.next_seq > state.seq and (mark_seq >= state.next_seq or now == state.next_h):
+        # The relay stopped between its write and the key's state: the write landed.
+        applied, agreed = max(applied, state.next_seq), state.next_h
+        fields = {"h": state.next_h}
+    for change in group:
+        if change.seq <= applied:
+            result.skipped += 1
+            continue
+        applied = change.seq
+        if sync is not None and (met := entry.meet(change)) is not None:
+            kind, note = met
+            if note is not None:
+                batch.consumed.append((note, change.seq))
+            result.echoes += 1
+            if kind == OVERRULED and now == agreed and change.hash != now:
+                # The overruled write landed after the resolution (it was noted, not yet made, when
+                # DynamoDB's change won): DynamoDB may hold it now, so the winner is written again.
+                batch.contested.append((change, target[0].document if target is not None else document))
+                continue
+            if kind == OVERRULED or entry.pending:
+                # Overruled, or backward sync wrote later versions whose echoes are still to come:
+                # MongoDB already holds something newer than this record.
+                continue
+            if now == agreed and change.hash != now:
+                # Backward sync's write reached DynamoDB after forward sync had written a DynamoDB
+                # change of the key over that MongoDB version: both sides wrote inside the window.
+                result.conflicts += 1
+                current = target[0].document if target is not None else document
+                if _race_won_by_mongodb(sync, entry, state):
+                    target, now = (change, False), change.hash
+                    fields = {"h": change.hash, "t": change.hints, "ttl": False}
+                    agreed = change.hash
+                else:
+                    batch.contested.append((change, current))
+                sync.ledger.report_conflict(
+                    change.id, sync.policy, "mongodb" if target is not None and target[0] is change else "dynamodb",
+                    current, change.document, change.created,
+                    "backward sync wrote a MongoDB change to DynamoDB after forward sync had written a DynamoDB "
+                    "change of the key over it", dynamodb_at=state.at, mongodb_at=entry.changed_at)
+                continue
+            fields["h"] = agreed = change.hash
+            continue
+        if not change.ttl and (result.newest_independent is None or change.created > result.newest_independent):
+            result.newest_independent = change.created
+        if change.document is not None:
+            # DynamoDB's own change says what the table's types are, whether or not it wins.
+            batch.learnt.append(change.document)
+        if change.ttl:
+            if now != agreed:
+                # The application changed the expired item in MongoDB: its change re-creates it.
+                result.skipped += 1
+                continue
+        elif sync is not None and (entry.pending or now != agreed):
+            result.conflicts += 1
+            if not _resolve(change, document, entry, sync, batch):
+                continue
+            target = (change, True)
+            now = agreed = change.hash
+            fields = {"h": change.hash, "t": change.hints, "ttl": False}
+            continue
+        target = (change, False)
+        now = agreed = change.hash
+        fields = {"h": change.hash, "t": change.hints, "ttl": change.ttl}
+    if target is not None:
+        batch.writes.append(target)
+        for position, (winner, losers) in enumerate(batch.winners):
+            if winner.identity == target[0].identity and winner is not target[0]:
+                # A later record of the key superseded the winner: that one is what DynamoDB must hold.
+                batch.winners[position] = (target[0], losers)
+    batch.states.append((group[0].id, applied, fields))
+
+
+def _resolve(change: Change, document: dict[str, Any] | None, entry: LedgerEntry, sync: SyncContext,
+             batch: _Batch) -> bool:
+    """Apply the conflict policy; True when DynamoDB's change is to be applied to MongoDB.
+
+    Pending ledger tokens are MongoDB versions backward sync wrote to DynamoDB after this change:
+    a DynamoDB win is then written back to DynamoDB as well, and their echoes are overruled.
+    """
+    mongo_version_in_dynamodb = bool(entry.pending)
+    mongo_at = entry.changed_at
+    if sync.policy == "mongodb_wins":
+        apply = False
+    elif sync.policy == "latest_wins":
+        if not mongo_version_in_dynamodb:
+            # The MongoDB change has not reached backward sync, so its time is unknown here: backward
+            # sync compares the two times when it meets that change.
+            sync.ledger.defer(change.id, change.created, change.seq, change.document)
+            return False
+        apply = mongo_at is None or later(change.created, mongo_at) == "dynamodb"
+    else:
+        apply = True
+    if apply and mongo_version_in_dynamodb:
+        batch.winners.append((change, dict(entry.pending)))
+        for h, tokens in entry.pending.items():
+            batch.overruled.extend((change.id, h, t) for t in tokens)
+            # Their echoes may follow in this very batch.
+            entry.overruled.setdefault(h, []).extend(tokens)
+        entry.pending.clear()
+    sync.ledger.report_conflict(
+        change.id, sync.policy, "dynamodb" if apply else "mongodb", change.document, document, change.created,
+        f"stream record {change.seq.lstrip('0')} ({change.event}) met an unsynced MongoDB change",
+        dynamodb_at=change.created, mongodb_at=mongo_at,
+    )
+    return apply
+
+
+def _race_won_by_mongodb(sync: SyncContext, entry: LedgerEntry, state: KeyState) -> bool:
+    if sync.policy == "mongodb_wins":
+        return True
+    if sync.policy == "latest_wins" and entry.changed_at is not None and state.at is not None:
+        return later(state.at, entry.changed_at) == "mongodb"
+    return False
+
+
+def precision(at: dt.datetime) -> float:
+    """The precision a time was given with, in seconds: DynamoDB Streams round
+    ApproximateCreationDateTime down to the second; a change event's ``wallTime`` has milliseconds
+    (its ``clusterTime`` fallback, on servers without it, whole seconds). A time with a fraction is
+    taken as given to the millisecond."""
+    return 1.0 if at.microsecond == 0 else 0.001
+
+
+def later(dynamodb_at: dt.datetime, mongodb_at: dt.datetime) -> str:
+    """Which side wrote last, ``"dynamodb"`` or ``"mongodb"``, each time known to its precision.
+
+    Each write happened in ``[at, at + precision)``. Where the two intervals overlap the order is
+    unknown, and the tie goes to DynamoDB, the store of record until cut-over.
+    """
+    if mongodb_at >= dynamodb_at + dt.timedelta(seconds=precision(dynamodb_at)):
+        return "mongodb"
+    return "dynamodb"
+
+
+def _reassert(sync: SyncContext, winners: list[tuple[Change, dict[str, list[str]]]]) -> None:
+    """Write DynamoDB's winning version back over the MongoDB version backward sync put there.
+
+    Only while DynamoDB still holds one of those versions: had DynamoDB changed again since, its
+    newer change is in the stream and wins on its own.
+    """
+    for change, losers in winners:
+        held = sync.dynamodb.get_item(TableName=sync.source_table, Key=change.keys, ConsistentRead=True).get("Item")
+        if (content_hash(held) if held else TOMBSTONE) not in losers:
+            continue
+        notes = sync.ledger.intend(TO_DYNAMODB, [(change.id, change.hash)], change.created)
+        if change.document is None:
+            sync.dynamodb.delete_item(TableName=sync.source_table, Key=change.keys)
+        else:
+            sync.dynamodb.put_item(TableName=sync.source_table, Item=document_to_item(change.document))
+        sync.ledger.confirm(TO_DYNAMODB, notes)
+
+
+def _reassert_current(sync: SyncContext, contested: list[tuple[Change, dict[str, Any] | None]]) -> None:
+    """Write MongoDB's version, the winner of a conflict, back over an overruled write that reached
+    DynamoDB after the resolution; only while DynamoDB holds that overruled write."""
+    for echo, document in contested:
+        held = sync.dynamodb.get_item(TableName=sync.source_table, Key=echo.keys, ConsistentRead=True).get("Item")
+        if (content_hash(held) if held else TOMBSTONE) != echo.hash:
+            continue
+        item = document_to_item(restore(document, None, sync.types)[0]) if document is not None else None
+        notes = sync.ledger.intend(TO_DYNAMODB, [(echo.id, content_hash(item) if item else TOMBSTONE)], echo.created)
+        if item is None:
+            sync.dynamodb.delete_item(TableName=sync.source_table, Key=echo.keys)
+        else:
+            sync.dynamodb.put_item(TableName=sync.source_table, Item=item)
+        sync.ledger.confirm(TO_DYNAMODB, notes)
+
+
+def apply_changes(
+    changes: list[Change],
+    collection: Collection,
+    keys: KeyStates,
+    table: str,
+    sync: SyncContext | None = None,
+    quarantine: Quarantine | None = None,
+) -> ApplyResult:
+    """Write one batch of changes (stream order) to ``collection``; safe to repeat.
+
+    A record at or below the key's applied sequence number (``dynamo2mongo.sync.keystate``) is a replay.
+    Each write carries the sequence-number condition in its filter, so a concurrent writer of the
+    same key cannot be overwritten by an older record. Only the key's final state in the batch is
+    written.
+
+    With ``sync`` (backward sync may run), each write to MongoDB is noted in the echo ledger first,
+    by its token (the record's sequence number, also in the document's mark), so backward sync
+    recognises exactly that write's change event. A record meeting a MongoDB application change that
+    DynamoDB has not seen yet is a conflict: resolved by the policy and reported.
+
+    A change MongoDB refuses (another unique index holds its key fields for a document whose
+    ``_id`` does not follow the key convention, a document over 16 MB) is quarantined and every
+    other key goes on; a later change of the key that syncs resolves the entry.
+
+    The writes are made in an order that a crash between any two of them leaves harmless: ledger
+    intents (the key states' and the ledger's), DynamoDB write-backs, the MongoDB writes,
+    confirmations, met echoes, key states.
+    """
+    result = ApplyResult(records=len(changes))
+    if not changes:
+        return result
+    result.last_seq = max(c.seq for c in changes)
+    result.newest_created = max(c.created for c in changes)
+    groups: dict[bytes, list[Change]] = {}
+    for change in changes:
+        groups.setdefault(change.identity, []).append(change)
+    ids = [group[0].id for group in groups.values()]
+    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": ids}})}
+    states = keys.read(ids)
+    entries = sync.ledger.lookup(TO_DYNAMODB, ids) if sync is not None else {}
+    batch = _Batch()
+    result.collapsed = len(changes) - len(groups)
+    for key, group in groups.items():
+        _decide(group, current.get(key), states.get(key, KeyState()), entries.get(key) or LedgerEntry(),
+                sync, result, batch)
+    notes: list[Note] = []
+    operations: list[Any] = []
+    planned: list[Change] = []
+    for change, resolved in batch.writes:
+        condition = {"_id": change.id, **_not_newer(change.seq)}
+        if change.document is None:
+            if current.get(change.identity) is not None:
+                operations.append(DeleteOne(condition))
+                planned.append(change)
+                notes.append((change.id, TOMBSTONE, (CONFLICT_TOKEN if resolved else "") + change.seq))
+        else:
+            operations.append(ReplaceOne(condition, change.document, upsert=True))
+            planned.append(change)
+            notes.append((change.id, change.seq, (CONFLICT_TOKEN if resolved else "") + change.seq))
+    keys.intend_forward([(c.id, c.seq, c.hash) for c, _ in batch.writes])
+    if sync is not None and sync.types is not None:
+        sync.types.learn(batch.learnt)
+    if sync is not None and notes:
+        sync.ledger.intend_tokens(TO_MONGODB, notes, [c.created for c in planned])
+    if batch.winners:
+        _reassert(sync, batch.winners)
+    if batch.contested:
+        _reassert_current(sync, batch.contested)
+    if batch.overruled:
+        sync.ledger.overrule(TO_DYNAMODB, batch.overruled)
+    if operations:
+        _write(collection, operations, planned, result)
+    if sync is not None and notes:
+        sync.ledger.confirm(TO_MONGODB, notes)
+    if batch.consumed:
+        sync.ledger.consume(TO_DYNAMODB, [note for note, _ in batch.consumed], [seq for _, seq in batch.consumed])
+    failed = {c.identity for c, _ in result.failed}
+    keys.record_forward([s for s in batch.states if identity(s[0]) not in failed], result.newest_created)
+    if quarantine is not None:
+        for change, reason in result.failed:
+            quarantine.put(DIRECTION, change.id, reason, change.record or change.document, position=change.seq)
+        synced = [c.id for c, _ in batch.writes if c.identity not in failed]
+        if synced:
+            quarantine.resolve(DIRECTION, synced)
+    return result
+
+def _write(collection: Collection, operations: list[Any], planned: list[Change], result: ApplyResult) -> None:
+    try:
+        details = collection.bulk_write(operations, ordered=False).bulk_api_result
+    except BulkWriteError as error:
+        details = error.details
+    errors = {e["index"]: e for e in details.get("writeErrors", [])}
+    for index, change in enumerate(planned):
+        error = errors.get(index)
+        if error is None:
+            continue
+        if error.get("code") == DUPLICATE_KEY and (other := other_unique_index(error)) is not None:
+            # Another unique index turned the document away: skipping it would drop the change.
+            result.failed.append((change, f"unique index {other[0]} already holds {other[1]} for another "
+                                          f"document, whose _id does not follow the key convention (derive it "
+                                          f"with dynamo2mongo.mapping.keys.document_id) or that duplicates a value; fix "
+                                          f"that document, then run `dynamo2mongo quarantine retry`"))
+        elif error.get("code") == DUPLICATE_KEY:
+            # The guarded filter found a newer document and the upsert collided with it.
+            result.skipped += 1
+        else:
+            result.failed.append((change, f"{error.get('code')}: {error.get('errmsg')}"))
+    upserted_or_matched = details.get("nUpserted", 0) + details.get("nMatched", 0)
+    result.written = upserted_or_matched
+    result.deleted = details.get("nRemoved", 0)
+    # A delete that matched nothing (the key never reached MongoDB, or a newer write got there first)
+    # changed nothing either.
+    result.skipped += max(0, len(planned) - len(errors) - upserted_or_matched - result.deleted)
+
+
+def apply_records(
+    records: list[dict[str, Any]],
+    collection: Collection,
+    keys: KeyStates,
+    table: str,
+    key_attrs: tuple[str, ...],
+    number_mapping: str = "lossless",
+    binary_as_base64: bool = False,
+    sync: SyncContext | None = None,
+    quarantine: Quarantine | None = None,
+) -> ApplyResult:
+    """Convert and apply one batch of stream records (in stream order); a record that cannot be
+    converted is quarantined (or, without a quarantine, fails the batch) and the others applied."""
+    changes: list[Change] = []
+    unconvertible = 0
+    for record in records:
+        try:
+            changes.append(to_change(record, key_attrs, number_mapping, binary_as_base64))
+        except ForwardApplyError as error:
+            if quarantine is None:
+                raise
+            unconvertible += 1
+            data = record.get("dynamodb") or {}
+            try:
+                key = item_to_document(data["Keys"], key_attrs)["_id"]
+            except (KeyError, TypeError, ValueError):
+                key = repr(data.get("Keys"))
+            log.error("table %s: %s; quarantined", table, error)
+            quarantine.put(DIRECTION, key, str(error), record, position=data.get("SequenceNumber"))
+    result = apply_changes(changes, collection, keys, table, sync, quarantine)
+    result.records += unconvertible
+    result.unconvertible = unconvertible
+    return result
