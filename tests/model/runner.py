@@ -497,6 +497,10 @@ class Runner:
         k = step.get("key")
         keys = key_item(self.history.keys, k) if k is not None else None
         _id = self.key_ids[k] if k is not None else None
+        if op.startswith("ddb_") or op == "ttl":
+            # Records of the relays' own writes made since the last poll must not be taken for this
+            # write's: a write that changes nothing makes no record of its own.
+            self.tap.poll()
         if op == "ddb_put":
             ddb.put_item(TableName=table, Item=step["item"])
             return self._ddb_written(k)
@@ -511,7 +515,6 @@ class Runner:
         if op in ("ddb_delete", "ttl"):
             old = ddb.delete_item(TableName=table, Key=keys, ReturnValues="ALL_OLD").get("Attributes")
             if not old:
-                self.tap.poll()
                 return "no-op (no item)"
             return self._ddb_written(k, "ttl" if op == "ttl" else "ddb")
         if op == "mongo_insert":

@@ -39,7 +39,7 @@ from dynamo2mongo.engines.secrets import ensure_secret
 if TYPE_CHECKING:
     from dynamo2mongo.config import TableConfig
 
-PACKAGE_ROOT = Path(__file__).resolve().parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 HANDLER_SOURCE = PACKAGE_ROOT.parent / "lambda" / "handler.py"
 HANDLER = "handler.handler"
 # The packaged C extensions (bson._cbson, pymongo._cmessage) are built for this interpreter: the

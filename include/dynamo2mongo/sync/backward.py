@@ -276,6 +276,18 @@ def _classify(events: list[Event], entries: dict[bytes, LedgerEntry], result: Ba
     return latest
 
 
+def _without(entries: dict[bytes, LedgerEntry], consumed: list[tuple[Note, str]]) -> dict[bytes, LedgerEntry]:
+    """The entries as read, less the tokens this batch's echoes met (consumed at its end)."""
+    for (document_id, slot, token), _ in consumed:
+        entry = entries.get(identity(document_id))
+        tokens = entry.pending.get(slot, []) if entry is not None else []
+        if token in tokens:
+            tokens.remove(token)
+            if not tokens:
+                del entry.pending[slot]
+    return entries
+
+
 def _overwritten(candidate: _Candidate, now: dict[str, Any] | None, entry: LedgerEntry | None) -> list[str] | None:
     """The tokens of the sync write that replaced or deleted the key after this change, if any:
     met later in this batch, or still ahead in the change stream (the document holds it, unmet)."""
@@ -445,6 +457,9 @@ def apply_events(
         result.newest_independent = max(c.event.at for c in latest.values())
     wanted = [c.event.id for c in latest.values()]
     current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": wanted}})} if wanted else {}
+    # Forward sync notes each write before it makes it: read again after the documents, the ledger
+    # knows every sync write they show, also one made since the events were classified.
+    entries = _without(ledger.lookup(TO_MONGODB, wanted), consumed)
     states = keys.read(wanted)
     deferred = ledger.deferred(wanted)
     # What DynamoDB holds now for these keys (consistent reads): to skip writes that change nothing,

@@ -33,6 +33,7 @@ from typing import Any
 
 import bson
 from pymongo import UpdateOne
+from pymongo.errors import DuplicateKeyError
 from pymongo.database import Database
 
 ECHOES = "echoes"
@@ -219,18 +220,26 @@ class EchoLedger:
     def defer(self, document_id: Any, created: dt.datetime, seq: str, document: dict[str, Any] | None) -> None:
         """Forward sync met a conflict whose MongoDB side it cannot date: backward sync decides.
 
-        ``document`` is DynamoDB's version as forward sync would write it (None for a delete).
+        ``document`` is DynamoDB's version as forward sync would write it (None for a delete). A
+        record's conflict is deferred once: the entry stays, decided, so that the record replayed
+        (its relay stopped before recording the key's state) does not wait for a MongoDB change again.
         """
-        self.waiting.replace_one(
-            {"_id": {"t": self.table, "k": document_id}},
-            {"_id": {"t": self.table, "k": document_id}, "created": created, "seq": seq, "document": document},
-            upsert=True,
-        )
+        key = {"t": self.table, "k": document_id}
+        try:
+            self.waiting.update_one(
+                {"_id": key, "seq": {"$lt": seq}},
+                {"$set": {"created": created, "seq": seq, "document": document, "decided": False}},
+                upsert=True,
+            )
+        except DuplicateKeyError:
+            pass  # deferred before, for this record or a later one
 
     def deferred(self, document_ids: list[Any]) -> dict[bytes, dict[str, Any]]:
+        """The keys' conflicts waiting for backward sync's decision."""
         if not document_ids:
             return {}
-        found = self.waiting.find({"_id": {"$in": [{"t": self.table, "k": i} for i in document_ids]}})
+        found = self.waiting.find({"_id": {"$in": [{"t": self.table, "k": i} for i in document_ids]},
+                                   "decided": {"$ne": True}})
         result = {}
         for entry in found:
             created = entry["created"]
@@ -240,7 +249,8 @@ class EchoLedger:
 
     def clear_deferred(self, document_ids: list[Any]) -> None:
         if document_ids:
-            self.waiting.delete_many({"_id": {"$in": [{"t": self.table, "k": i} for i in document_ids]}})
+            self.waiting.update_many({"_id": {"$in": [{"t": self.table, "k": i} for i in document_ids]}},
+                                     {"$set": {"decided": True}})
 
     def resolve_deferred(self, document_id: Any, policy: str, winner: str, waiting: dict[str, Any],
                          mongodb: Any, at: dt.datetime) -> None:
