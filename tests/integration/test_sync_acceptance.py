@@ -11,10 +11,12 @@ import signal
 import time
 import uuid
 
+import bson
 import pytest
 
 from dynamo2mongo.sync.checkpoints import CheckpointStore, now, read_heartbeat
 from dynamo2mongo.sync.echo import CONFLICTS, ECHOES
+from dynamo2mongo.sync.keystate import KEYS
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.state import StateStore
@@ -78,6 +80,15 @@ def _dump(dynamodb, mongo_client, config, meta, report):
             for e in meta[ECHOES].find({"_id.k": key}):
                 print(" ledger", e)
             print(" mongo", mongo_client[config.database][config.collection].find_one({"_id": key}))
+            print(" keys", meta[KEYS].find_one({"_id.k": key}))
+            with mongo_client[config.database][config.collection].watch(
+                    [{"$match": {"documentKey._id": key}}], start_at_operation_time=bson.Timestamp(1, 0),
+                    full_document="updateLookup") as cs:
+                while (ev := cs.try_next()) is not None:
+                    doc = ev.get("fullDocument") or {}
+                    print(" event", ev["operationType"], ev.get("clusterTime"), ev.get("wallTime"), doc.get("status"),
+                          doc.get("app_version"), ((doc.get("_ddb") or {}).get("sync") or {}),
+                          (ev.get("updateDescription") or {}).get("updatedFields"))
 
 
 def _counts(meta, config):

@@ -242,6 +242,14 @@ class _Plan:
     confirmed: list[Note] = field(default_factory=list)
     withdrawn: list[Note] = field(default_factory=list)
 
+    def drop(self, keys: set[bytes]) -> None:
+        """Forget every decision about these keys (identities)."""
+        for name in ("puts", "restores", "forward_wins", "poison", "retyped", "mongodb_wins"):
+            setattr(self, name, [p for p in getattr(self, name) if p[0].identity not in keys])
+        self.deletes = [e for e in self.deletes if e.identity not in keys]
+        self.confirmed = [n for n in self.confirmed if identity(n[0]) not in keys]
+        self.withdrawn = [n for n in self.withdrawn if identity(n[0]) not in keys]
+
 
 def _classify(events: list[Event], entries: dict[bytes, LedgerEntry], result: BackwardResult,
               consumed: list[tuple[Note, str]]) -> dict[bytes, _Candidate]:
@@ -514,8 +522,29 @@ def apply_events(
         plan.puts.append((event, item, digest, hints))
         if restore_in_mongodb:
             plan.restores.append((event, event.document))
+    # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
+    # it, so its echo would never come back; both stores already agree on it.
+    typed = [(e, h) for e, h in [(e, h) for e, _, _, h in plan.puts] + plan.retyped
+             if h != ((e.document.get(RESERVED) or {}).get("t"))]
+    agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
+    plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]
+    unchanged = [e for e in plan.deletes if e.identity not in holding]
+    plan.deletes = [e for e in plan.deletes if e.identity in holding]
+    moved = keys.record_backward(
+        [(i, d, h, None) for i, d, h in agreed] + [(e.id, TOMBSTONE, None, None) for e in unchanged]
+        + [(e.id, d, h, e.position) for e, _, d, h in plan.puts]
+        + [(e.id, TOMBSTONE, None, e.position) for e in plan.deletes], result.newest_at, states)
+    if moved:
+        # Forward sync wrote these keys since they were read: decided again below, from what they hold now.
+        plan.drop(moved)
+        typed = [(e, h) for e, h in typed if e.identity not in moved]
+        agreed = [a for a in agreed if identity(a[0]) not in moved]
+        unchanged = [e for e in unchanged if e.identity not in moved]
+        processed = [p for p in processed if identity(p[0]) not in moved]
+        consumed = [c for c in consumed if identity(c[0][0]) not in moved]
+    result.skipped += len(agreed) + len(unchanged)
     if deferred:
-        ledger.clear_deferred([c.event.id for k, c in latest.items() if k in deferred])
+        ledger.clear_deferred([c.event.id for k, c in latest.items() if k in deferred and k not in moved])
     _quarantine(plan.poison, quarantine, source_table, result)
     if types is not None:
         types.learn([e.document for e, _, _, _ in plan.puts], plain=False)
@@ -528,18 +557,6 @@ def apply_events(
         _write_mongodb(collection, ledger, keys, event, won)
     for event, waiting in plan.mongodb_wins:
         ledger.resolve_deferred(event.id, policy, "mongodb", waiting, event.document, event.at)
-    # A write that would not change DynamoDB is not made: DynamoDB would write no stream record for
-    # it, so its echo would never come back; both stores already agree on it.
-    typed = [(e, h) for e, h in [(e, h) for e, _, _, h in plan.puts] + plan.retyped
-             if h != ((e.document.get(RESERVED) or {}).get("t"))]
-    agreed = [(e.id, d, h) for e, _, d, h in plan.puts if holding.get(e.identity) == d]
-    plan.puts = [p for p in plan.puts if holding.get(p[0].identity) != p[2]]
-    unchanged = [e for e in plan.deletes if e.identity not in holding]
-    plan.deletes = [e for e in plan.deletes if e.identity in holding]
-    result.skipped += len(agreed) + len(unchanged)
-    keys.record_backward([(i, d, h, None) for i, d, h in agreed] + [(e.id, TOMBSTONE, None, None) for e in unchanged]
-                         + [(e.id, d, h, e.position) for e, _, d, h in plan.puts]
-                         + [(e.id, TOMBSTONE, None, e.position) for e in plan.deletes], result.newest_at)
     writes = [(e.id, d) for e, _, d, _ in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
     missed: list[Note] = []
     refused_ids: set[bytes] = set()
@@ -573,6 +590,14 @@ def apply_events(
         synced += [i for i, _, _ in agreed] + [e.id for e in unchanged]
         if synced:
             quarantine.resolve(DIRECTION, synced)
+    if moved:
+        again = apply_events([e for e in events if e.identity in moved], dynamodb=dynamodb, source_table=source_table,
+                             key_attrs=key_attrs, collection=collection, ledger=ledger, policy=policy, keys=keys,
+                             quarantine=quarantine, exact_images=exact_images, bson_mapping=bson_mapping,
+                             key_types=key_types, types=types)
+        last_token, events_read = result.last_token, result.events
+        result.add(again)
+        result.last_token, result.events = last_token, events_read
     return result
 
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pymongo import UpdateOne
+from pymongo.errors import BulkWriteError
 from pymongo.database import Database
 
 from dynamo2mongo.sync.checkpoints import aware
@@ -93,18 +94,41 @@ class KeyStates:
                 ordered=False,
             )
 
-    def record_backward(self, entries: list[tuple[Any, str, list | None, int | None]], at: dt.datetime) -> None:
+    def record_backward(self, entries: list[tuple[Any, str, list | None, int | None]], at: dt.datetime,
+                        read: dict[bytes, KeyState] | None = None) -> set[bytes]:
         """Before backward sync's writes: ``(document_id, hash, hints, position)``: what both stores
-        will hold, and the position of the change that makes it."""
-        if entries:
-            updates = []
-            for k, h, t, position in entries:
-                fields: dict[str, Any] = {"h": h, "t": t, "at": at, "ttl": False}
-                if position is not None:
-                    fields["bnext"] = position
-                updates.append(UpdateOne({"_id": self._id(k)}, {"$set": fields, "$setOnInsert": {"seq": ""}},
-                                         upsert=True))
+        will hold, and the position of the change that makes it.
+
+        With ``read``, each key's state is written only if it is still as read there (absent: there
+        was none); the keys whose state forward sync moved meanwhile are returned, unwritten, for
+        backward sync to decide again. Otherwise a version backward sync decided on before forward
+        sync wrote a DynamoDB change would replace forward's record of that change, and the echo of
+        backward's write would look like an application change in MongoDB."""
+        if not entries:
+            return set()
+        updates = []
+        for k, h, t, position in entries:
+            fields: dict[str, Any] = {"h": h, "t": t, "at": at, "ttl": False}
+            if position is not None:
+                fields["bnext"] = position
+            where = {"_id": self._id(k)} if read is None else self._as_read(k, read.get(identity(k)))
+            updates.append(UpdateOne(where,
+                                     {"$set": fields, "$setOnInsert": {"seq": ""}}, upsert=True))
+        try:
             self.collection.bulk_write(updates, ordered=False)
+        except BulkWriteError as error:
+            # A filter that no longer matches turns the upsert into an insert of an _id that exists.
+            moved = {identity(entries[e["index"]][0]) for e in error.details["writeErrors"] if e.get("code") == 11000}
+            if len(moved) < len(error.details["writeErrors"]):
+                raise
+            return moved
+        return set()
+
+    def _as_read(self, document_id: Any, state: KeyState | None) -> dict[str, Any]:
+        if state is None:
+            return {"_id": self._id(document_id), "seq": {"$exists": False}}
+        return {"_id": self._id(document_id), "seq": state.seq if state.seq else {"$in": ["", None]}, "h": state.h,
+                "next.seq": state.next_seq if state.next_seq else None}
 
     def processed_backward(self, positions: list[tuple[Any, int]]) -> None:
         """After backward sync's writes: the newest change of each key it has processed."""
