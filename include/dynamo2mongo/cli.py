@@ -207,7 +207,8 @@ def pools(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="dynamo2mongo", description="dynamo2mongo operations")
     parser.add_argument("--config", help="table configuration file (default: $D2M_CONFIG or config/tables.yaml)")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO",
+                        help="the level of dynamo2mongo's own log (debug: every key's sync decision)")
     commands = parser.add_subparsers(dest="command", required=True)
     relay = commands.add_parser("relay", help="run a sync relay in the foreground")
     directions = relay.add_subparsers(dest="direction", required=True)
@@ -244,9 +245,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="also create or resize them with `airflow pools import` (needs Airflow's environment)")
     pool.set_defaults(run=pools)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    # The level is the project's own: at debug, botocore and pymongo would drown the sync's decisions.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    log.setLevel(args.log_level.upper())
     try:
         return args.run(args)
     except ConfigError as error:

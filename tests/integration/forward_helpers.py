@@ -82,7 +82,9 @@ def full_load(dynamodb: Any, s3: Any, mongo: Any, config: TableConfig, stream_ar
 
 def start_relay(config_path: Path, config: TableConfig, env: dict[str, str], mongo_uri: str,
                 log_path: Path, direction: str = "forward") -> subprocess.Popen:
-    command = [sys.executable, "-m", "dynamo2mongo", "--config", str(config_path), "relay", direction,
+    # D2M_RELAY_DEBUG=1 logs every key's decision to the relay's log (tmp_path/relay-*.log).
+    debug = ["--log-level", "debug"] if os.environ.get("D2M_RELAY_DEBUG") else []
+    command = [sys.executable, "-m", "dynamo2mongo", *debug, "--config", str(config_path), "relay", direction,
                "--table", config.name] + (["--poll-seconds", "0.2"] if direction == "forward" else [])
     return subprocess.Popen(command, env={**env, "MONGO_URI": mongo_uri}, stdout=subprocess.DEVNULL,
                             stderr=log_path.open("ab"))

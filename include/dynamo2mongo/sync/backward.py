@@ -68,6 +68,9 @@ ENDING_EVENTS = ("invalidate", "drop", "rename", "dropDatabase")
 DIRECTION = "backward"
 _COUNTS = ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts", "quarantined",
            "undecided_types")
+# How often backward sync decides a key again that forward sync is writing, and how long it waits.
+_MID_WRITE_RETRIES = 25
+_MID_WRITE_PAUSE = 0.02
 # DynamoDB's per-item refusals: permanent for that item, whatever the retry.
 _ITEM_REFUSALS = ("ValidationException",)
 
@@ -439,6 +442,7 @@ def apply_events(
     bson_mapping: BsonMapping = DEFAULT_BSON_MAPPING,
     key_types: dict[str, str] | None = None,
     types: TableTypes | None = None,
+    _attempt: int = 0,
 ) -> BackwardResult:
     """Write one batch of change events to DynamoDB; safe to repeat.
 
@@ -464,11 +468,12 @@ def apply_events(
     if latest:
         result.newest_independent = max(c.event.at for c in latest.values())
     wanted = [c.event.id for c in latest.values()]
-    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": wanted}})} if wanted else {}
-    # Forward sync notes each write before it makes it: read again after the documents, the ledger
-    # knows every sync write they show, also one made since the events were classified.
-    entries = _without(ledger.lookup(TO_MONGODB, wanted), consumed)
+    # Read in forward sync's write order reversed (it notes the key's next write, writes the document
+    # and the ledger note, then records the key): a key whose state is unchanged when backward sync
+    # records its own (compare-and-set) saw every forward write in its document and ledger entry.
     states = keys.read(wanted)
+    current = {identity(d["_id"]): d for d in collection.find({"_id": {"$in": wanted}})} if wanted else {}
+    entries = _without(ledger.lookup(TO_MONGODB, wanted), consumed)
     deferred = ledger.deferred(wanted)
     # What DynamoDB holds now for these keys (consistent reads): to skip writes that change nothing,
     # and to give back the types of attributes a document carries without their hints.
@@ -479,6 +484,7 @@ def apply_events(
     # This relay's own writes to DynamoDB still waiting for their echo: notes a stop left behind
     # are settled with them.
     own = ledger.lookup(TO_DYNAMODB, wanted)
+    busy: set[bytes] = set()
     for key, candidate in latest.items():
         event, now = candidate.event, current.get(key)
         state = states.get(key)
@@ -486,7 +492,15 @@ def apply_events(
             # Processed before: the change stream was replayed from an older position.
             result.skipped += 1
             continue
+        if state is not None and state.next_seq > state.seq and _attempt < _MID_WRITE_RETRIES:
+            # Forward sync is between writing the document and recording the key: decided once it
+            # has (a relay that stopped there leaves the note until it replays, hence the bound).
+            busy.add(key)
+            continue
         tokens = _overwritten(candidate, now, entries.get(key))
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("key %s: %s at %s (position %s); MongoDB's mark %s, overwritten by %s; state %s; DynamoDB holds %s",
+                      event.id, event.op, event.at, event.position, mark_of(now), tokens, state, holding.get(key))
         restore_in_mongodb = False
         if tokens is not None:
             if not _both_wrote(event, tokens, entries.get(key), policy, exact_images, ledger, now, result):
@@ -533,7 +547,8 @@ def apply_events(
     moved = keys.record_backward(
         [(i, d, h, None) for i, d, h in agreed] + [(e.id, TOMBSTONE, None, None) for e in unchanged]
         + [(e.id, d, h, e.position) for e, _, d, h in plan.puts]
-        + [(e.id, TOMBSTONE, None, e.position) for e in plan.deletes], result.newest_at, states)
+        + [(e.id, TOMBSTONE, None, e.position) for e in plan.deletes], result.newest_at,
+        states if _attempt < _MID_WRITE_RETRIES else None) | busy
     if moved:
         # Forward sync wrote these keys since they were read: decided again below, from what they hold now.
         plan.drop(moved)
@@ -591,10 +606,12 @@ def apply_events(
         if synced:
             quarantine.resolve(DIRECTION, synced)
     if moved:
+        if busy:
+            time.sleep(_MID_WRITE_PAUSE)
         again = apply_events([e for e in events if e.identity in moved], dynamodb=dynamodb, source_table=source_table,
                              key_attrs=key_attrs, collection=collection, ledger=ledger, policy=policy, keys=keys,
                              quarantine=quarantine, exact_images=exact_images, bson_mapping=bson_mapping,
-                             key_types=key_types, types=types)
+                             key_types=key_types, types=types, _attempt=_attempt + 1)
         last_token, events_read = result.last_token, result.events
         result.add(again)
         result.last_token, result.events = last_token, events_read

@@ -364,6 +364,10 @@ def _decide(group: list[Change], document: dict[str, Any] | None, state: KeyStat
         target = (change, False)
         now = agreed = change.hash
         fields = {"h": change.hash, "t": change.hints, "ttl": change.ttl}
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("key %s: records %s; applied %s, agreed %s, holds %s, pending %s; writes %s, state %s", group[0].id,
+                  [(c.seq.lstrip("0"), c.event, c.hash) for c in group], applied.lstrip("0"), agreed, now,
+                  entry.pending, target[0].seq.lstrip("0") if target else None, fields)
     if target is not None:
         batch.writes.append(target)
         for position, (winner, losers) in enumerate(batch.winners):
