@@ -1,15 +1,17 @@
-"""One forward-lag measurement for a configured table, with its connections resolved the Airflow way."""
+"""Forward-lag measurements of a configured table, with its connections resolved the Airflow way."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.mongo.hooks.mongo import MongoHook
 
 from dynamo2mongo.sync.checkpoints import now
-from dynamo2mongo.config import TableConfig, load_config
-from dynamo2mongo.sync.lag import LagReport, lambda_lag, relay_lag
+from dynamo2mongo.config import TableConfig
+from dynamo2mongo.sync.lag import LagOutcome, LagReport, lambda_lag, relay_lag, watch_forward_lag
 from dynamo2mongo.engines.aws_lambda import lambda_lag_facts
 from dynamo2mongo.mongo_tls import require_tls
 from dynamo2mongo.state import StateStore
@@ -18,11 +20,8 @@ from dynamo2mongo.state import StateStore
 class ForwardLagProbe:
     """Measures the lag of one table's forward sync; keeps its clients between measurements."""
 
-    def __init__(self, table: str) -> None:
-        tables = {t.name: t for t in load_config()}
-        if table not in tables:
-            raise ValueError(f"table {table!r} is not in the table configuration any more; restore its entry")
-        self.config: TableConfig = tables[table]
+    def __init__(self, config: TableConfig) -> None:
+        self.config = config
         self._mongo: Any = None
         self._aws: dict[str, Any] = {}
 
@@ -59,3 +58,12 @@ class ForwardLagProbe:
         if self._mongo is not None:
             self._mongo.close()
             self._mongo = None
+
+
+async def watch_lag(config: TableConfig, log: logging.Logger) -> LagOutcome:
+    """The lag sensor's wait, deferred or in a worker: the domain's loop over this table's measurements."""
+    probe = ForwardLagProbe(config)
+    try:
+        return await watch_forward_lag(probe.measure, config.name, config.sync, log)
+    finally:
+        await asyncio.to_thread(probe.close)

@@ -15,7 +15,7 @@ from dynamo2mongo_airflow.notify import send
 
 
 def _measure_lambda(table: TableConfig) -> LagReport:
-    probe = ForwardLagProbe(table.name)
+    probe = ForwardLagProbe(table)
     try:
         return probe.measure()
     finally:

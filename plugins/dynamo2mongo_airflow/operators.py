@@ -69,6 +69,9 @@ class EnableStreamOperator(TableOperator):
 class StreamActiveSensor(BaseSensorOperator):
     """Wait until the stream's status is ENABLED (DynamoDB Streams DescribeStream).
 
+    Polls in the worker rather than deferring: DynamoDB enables a stream within seconds, less than a
+    deferral's round trip through the triggerer, and Streams has no boto waiter to defer on.
+
     :param table: the table's name in the configuration (templated).
     :param stream_arn: the stream to watch (templated; usually the enable task's XCom).
     """

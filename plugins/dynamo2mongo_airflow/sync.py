@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
-import time
 from typing import Any
 
 from airflow.providers.mongo.hooks.mongo import MongoHook
@@ -12,10 +12,9 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.sync.checkpoints import now, read_heartbeat
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo.sync.lag import LagWatch
 from dynamo2mongo_airflow.base import TableOperator
-from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
-from dynamo2mongo_airflow.triggers import ForwardLagTrigger
+from dynamo2mongo_airflow.lag_probe import watch_lag
+from dynamo2mongo_airflow.triggers import ForwardLagTrigger, config_kwarg
 
 
 class RelayRunningSensor(BaseSensorOperator):
@@ -23,6 +22,8 @@ class RelayRunningSensor(BaseSensorOperator):
 
     The relays are long-running services outside Airflow (systemd units, Kubernetes deployments);
     this task only checks that one runs. A relay that reported a fatal error fails the task at once.
+    Polls in reschedule mode rather than deferring: a relay is a service started before its run, so
+    the first poke normally passes, and between pokes the task holds no worker slot.
 
     :param table: the table's name in the table configuration (templated).
     :param direction: ``forward`` (DynamoDB to MongoDB) or ``backward`` (MongoDB to DynamoDB).
@@ -73,33 +74,10 @@ class ForwardLagSensor(TableOperator):
         super().__init__(**kwargs)
         self.deferrable = deferrable
 
-    def _timeout(self, config: TableConfig) -> int:
-        return config.sync.retention_alarm_hours * 3600
-
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
-        threshold = config.sync.lag_threshold_seconds
         if self.deferrable:
-            self.defer(
-                trigger=ForwardLagTrigger(table=config.name, threshold_seconds=threshold,
-                                          timeout_seconds=self._timeout(config)),
-                method_name="execute_complete",
-            )
-        probe = ForwardLagProbe(config.name)
-        watch = LagWatch(threshold, config.sync.lag_consecutive_checks)
-        deadline = time.monotonic() + self._timeout(config)
-        try:
-            while time.monotonic() < deadline:
-                report = probe.measure()
-                decision = watch.observe(report)
-                self.log.info("forward lag of %s: %s (%s)", config.name, report.detail, decision)
-                if decision != "waiting":
-                    return self.execute_complete(context, {
-                        "status": "success" if decision == "caught_up" else "failed",
-                        "message": report.fatal, "report": report.as_dict()})
-                time.sleep(config.sync.lag_poll_seconds)
-        finally:
-            probe.close()
-        return self.execute_complete(context, {"status": "failed", "message": "timed out", "report": None})
+            self.defer(trigger=ForwardLagTrigger(config=config_kwarg(config)), method_name="execute_complete")
+        return self.execute_complete(context, ForwardLagTrigger.event(*asyncio.run(watch_lag(config, self.log))))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         config = self.table_config(context)

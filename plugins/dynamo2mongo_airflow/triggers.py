@@ -1,20 +1,19 @@
-"""Deferrable waits: a boto waiter and its arguments where one fits; the lag measurement otherwise."""
+"""Deferrable waits, in two shapes: a boto waiter is data on the provider's ``AwsBaseWaiterTrigger``
+(the export here, the DMS task in ``dms``); a wait the domain decides is a ``DomainWaitTrigger``."""
 
 from __future__ import annotations
 
-import asyncio
-import time
+import abc
+import dataclasses
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, ClassVar
 
 from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
-from botocore.exceptions import BotoCoreError, ClientError
-from pymongo.errors import PyMongoError
 
-from dynamo2mongo.sync.lag import LagWatch
-from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
+from dynamo2mongo.config import TableConfig, parse_config
+from dynamo2mongo_airflow.lag_probe import watch_lag
 
 
 class DynamoDBClientHook(AwsBaseHook):
@@ -73,54 +72,68 @@ class ExportCompletedTrigger(AwsBaseWaiterTrigger):
         )
 
 
-class ForwardLagTrigger(BaseTrigger):
-    """Measure forward-sync lag, in the triggerer, until it stays under the threshold or must fail.
+def config_kwarg(config: TableConfig) -> dict[str, Any]:
+    """The resolved table configuration (the run's Param overrides applied) as a trigger carries it."""
+    fields = dataclasses.asdict(config)
+    fields["tags"] = list(fields["tags"])
+    return fields
 
-    Not an ``AwsBaseWaiterTrigger``: lag comes from the metadata database (relay checkpoints and
-    heartbeat) and, in Lambda mode, from two AWS APIs, which no single boto waiter can express.
-    Each measurement runs in a thread (pymongo and boto3 block); the decision is the domain's
-    ``LagWatch``.
 
-    :param table: the table's name in the table configuration.
-    :param threshold_seconds: lag under which a check counts as caught up (the run's Param).
-    :param timeout_seconds: give up after this long without a decision.
+def carried_config(fields: dict[str, Any]) -> TableConfig:
+    return parse_config({"tables": [fields]}, "the table configuration a trigger carries")[0]
+
+
+class DomainWaitTrigger(BaseTrigger):
+    """Base of every trigger whose wait the domain decides, in the shape of ``AwsBaseWaiterTrigger``.
+
+    As in the provider's base, a subclass hands its keyword arguments over as ``serialized_fields``,
+    ``serialize()`` is the class path and those fields, and the wait ends in one event: ``status``
+    ``success`` or ``error``, ``message``, and the wait's result under ``return_key``. The sensor's
+    worker path builds the same event with ``event()``, so one ``execute_complete`` serves both.
+
+    Not a subclass of the provider's base, which falls short here: its ``run()`` polls one boto
+    waiter on the client of one AWS hook (``__init_subclass__`` refuses a subclass without one), while
+    forward lag is measured from the metadata database and, on Lambda, from two AWS APIs, and decided
+    by a loop that the worker path runs too; and its ``serialize()`` adds the AWS connection and
+    region, which the table configuration these triggers carry already names.
     """
 
-    def __init__(self, table: str, threshold_seconds: int, timeout_seconds: int) -> None:
+    return_key: ClassVar[str] = "value"
+
+    def __init__(self, *, serialized_fields: dict[str, Any]) -> None:
         super().__init__()
-        self.table = table
-        self.threshold_seconds = threshold_seconds
-        self.timeout_seconds = timeout_seconds
+        self.serialized_fields = serialized_fields
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {"table": self.table, "threshold_seconds": self.threshold_seconds, "timeout_seconds": self.timeout_seconds},
-        )
+        return f"{type(self).__module__}.{type(self).__qualname__}", dict(self.serialized_fields)
+
+    @classmethod
+    def event(cls, done: bool, message: str | None, value: Any) -> dict[str, Any]:
+        return {"status": "success" if done else "error", "message": message, cls.return_key: value}
+
+    @abc.abstractmethod
+    async def watch(self) -> tuple[bool, str | None, Any]:
+        """Wait until the domain decides: (done, why not, the result)."""
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        probe = ForwardLagProbe(self.table)
-        config = probe.config
-        watch = LagWatch(self.threshold_seconds, config.sync.lag_consecutive_checks)
-        deadline = time.monotonic() + self.timeout_seconds
-        try:
-            while True:
-                try:
-                    report = await asyncio.to_thread(probe.measure)
-                except (BotoCoreError, ClientError, PyMongoError) as error:
-                    self.log.warning("measuring the forward lag of %s failed (%s); trying again", self.table, error)
-                else:
-                    decision = watch.observe(report)
-                    self.log.info("forward lag of %s: %s (%s)", self.table, report.detail, decision)
-                    if decision != "waiting":
-                        yield TriggerEvent({"status": "success" if decision == "caught_up" else "failed",
-                                            "message": report.fatal, "report": report.as_dict()})
-                        return
-                if time.monotonic() > deadline:
-                    yield TriggerEvent({"status": "failed", "report": None, "message": (
-                        f"forward sync of {self.table} did not catch up within {self.timeout_seconds} s "
-                        f"(threshold {self.threshold_seconds} s); see the relay's or the function's logs")})
-                    return
-                await asyncio.sleep(config.sync.lag_poll_seconds)
-        finally:
-            await asyncio.to_thread(probe.close)
+        yield TriggerEvent(self.event(*await self.watch()))
+
+
+class ForwardLagTrigger(DomainWaitTrigger):
+    """Wait, in the triggerer, until forward-sync lag stays under the threshold or the wait must fail.
+
+    The loop is the domain's (``dynamo2mongo.sync.lag.watch_forward_lag``); the event carries the last
+    measurement under ``report``.
+
+    :param config: the run's resolved table configuration (``config_kwarg``): the threshold is the
+        run's Param, not what the file says when the triggerer reads it.
+    """
+
+    return_key = "report"
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(serialized_fields={"config": config})
+        self.config = carried_config(config)
+
+    async def watch(self) -> tuple[bool, str | None, Any]:
+        return await watch_lag(self.config, self.log)

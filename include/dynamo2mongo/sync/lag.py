@@ -9,18 +9,28 @@ source mapping's state.
 
 ``LagWatch`` turns successive measurements into a decision: caught up after N consecutive checks
 under the threshold; failed when unapplied records near the stream's 24 h retention, the relay has
-stopped, the mapping is disabled, or the function keeps failing.
+stopped, the mapping is disabled, or the function keeps failing. ``watch_forward_lag`` is the one
+loop that measures until the watch decides: the lag sensor's trigger and its worker path both run it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, read_heartbeat
+
+if TYPE_CHECKING:
+    from dynamo2mongo.config import SyncConfig
 
 DIRECTION = "forward"
 
@@ -153,6 +163,54 @@ class LagWatch:
         else:
             self.good = 0
         return "caught_up" if self.good >= self.consecutive else "waiting"
+
+
+# A measurement that fails on the network, a throttled or refused AWS call or a MongoDB error is
+# taken again at the next poll: the watch decides on measurements, and one that failed says nothing.
+MEASUREMENT_ERRORS = (BotoCoreError, ClientError, PyMongoError)
+
+
+class LagOutcome(NamedTuple):
+    """How a lag watch ended: caught up or not (``message`` says why), with the last report's facts."""
+
+    caught_up: bool
+    message: str | None
+    report: dict[str, Any] | None
+
+
+async def watch_forward_lag(
+    measure: Callable[[], LagReport],
+    table: str,
+    sync: SyncConfig,
+    log: logging.Logger,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> LagOutcome:
+    """Measure every ``sync.lag_poll_seconds`` until the ``LagWatch`` decides, or give up once unapplied
+    records could be ``sync.retention_alarm_hours`` old without a decision.
+
+    ``measure`` blocks (pymongo, boto3), so it runs in a thread: the triggerer's event loop keeps
+    serving its other triggers meanwhile.
+    """
+    watch = LagWatch(sync.lag_threshold_seconds, sync.lag_consecutive_checks)
+    timeout = sync.retention_alarm_hours * 3600
+    deadline = clock() + timeout
+    while True:
+        try:
+            report = await asyncio.to_thread(measure)
+        except MEASUREMENT_ERRORS as error:
+            log.warning("measuring the forward lag of %s failed (%s); trying again", table, error)
+        else:
+            decision = watch.observe(report)
+            log.info("forward lag of %s: %s (%s)", table, report.detail, decision)
+            if decision != "waiting":
+                return LagOutcome(decision == "caught_up", report.fatal, report.as_dict())
+        if clock() > deadline:
+            return LagOutcome(False, (
+                f"forward sync of {table} did not catch up within {timeout} s (threshold "
+                f"{sync.lag_threshold_seconds} s); see the relay's or the function's logs"), None)
+        await sleep(sync.lag_poll_seconds)
 
 
 def applied_through(meta: Database, table: str, stream_arn: str | None) -> dt.datetime | None:
