@@ -1,5 +1,6 @@
-"""The seven histories issue 12 reproduced by hand, as fixed histories through the checker's runner
-and oracle: each fails on the code the issue describes and passes once the sync keeps DESIGN §6.
+"""The seven histories issue 12 reproduced by hand, and the ones the checker and the concurrent
+acceptance test found after them, as fixed histories through the checker's runner and oracle: each
+fails on the code before its fix and passes once the sync keeps DESIGN §6.
 
 A failure names the rule broken (see tests/model/reference.py) and prints the run.
 """
