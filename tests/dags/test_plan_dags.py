@@ -201,7 +201,8 @@ def test_errors_that_cannot_heal_fail_at_once_and_the_rest_retry():
     from dynamo2mongo.engines.dms import DmsError, DmsTimeout
     from dynamo2mongo.engines.aws_lambda import LambdaDeployError
     from dynamo2mongo.operations.cutover import OperationRefused
-    from dynamo2mongo_airflow.base import OnCallRetryPolicy, cannot_heal, permanent_errors_fail_fast
+    from dynamo2mongo.errors import cannot_heal
+    from dynamo2mongo_airflow.base import OnCallRetryPolicy, permanent_errors_fail_fast
 
     permanent = [DmsError("t"), LambdaDeployError("t"), OperationRefused("t"), _client_error("AccessDeniedException"),
                  _client_error("ValidationException"), ConfigurationError("bad uri"),

@@ -55,6 +55,7 @@ from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.mapping.keys import key_fields
 from dynamo2mongo.engines.secrets import ensure_secret
 from dynamo2mongo.mapping.types import RESERVED
+from dynamo2mongo.errors import Permanent, Transient
 
 MIGRATION_TYPE = "cdc"
 ENGINE_SOURCE = "mongodb"
@@ -103,12 +104,12 @@ _SETTLED = WaiterModel(
 )
 
 
-class DmsError(RuntimeError):
+class DmsError(Permanent, RuntimeError):
     """Backward sync on DMS cannot be deployed or operated; the message names the table, the resource
     and what to do. A retry does not help."""
 
 
-class DmsTimeout(DmsError):
+class DmsTimeout(Transient, DmsError):
     """A DMS resource did not reach the state waited for in time; a retry may."""
 
 

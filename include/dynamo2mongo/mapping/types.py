@@ -52,6 +52,7 @@ from bson.datetime_ms import DatetimeMS
 
 from dynamo2mongo.mapping.keys import key_fields
 from dynamo2mongo.mapping.names import decode_name, encode_name
+from dynamo2mongo.errors import Permanent
 
 RESERVED = "_ddb"
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -87,7 +88,7 @@ _STORED_NAMES_LIMIT = 1 << 16
 _KEY_FIELDS: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
-class Unrepresentable(ValueError):
+class Unrepresentable(Permanent, ValueError):
     """An item or document that cannot be converted exactly; ``reason`` says where and why."""
 
     def __init__(self, reason: str, path: tuple = ()):

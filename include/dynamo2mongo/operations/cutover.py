@@ -32,6 +32,7 @@ from pymongo.database import Database
 from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, now, read_heartbeat
 from dynamo2mongo.sync.lag import applied_through
 from dynamo2mongo.state import StateStore
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ FORWARD, BACKWARD = "forward", "backward"
 WRITER_DYNAMODB, WRITER_MONGODB = "dynamodb", "mongodb"
 
 
-class OperationRefused(RuntimeError):
+class OperationRefused(Permanent, RuntimeError):
     """The operation would lose data in the current state; the message says what to do first."""
 
 

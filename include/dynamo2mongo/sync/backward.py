@@ -59,6 +59,7 @@ from dynamo2mongo.sync.typememory import TableTypes, restore
 from dynamo2mongo.mapping.types import (
     DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable, document_to_item, item_problems, item_to_document,
 )
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ _MID_WRITE_PAUSE = 0.02
 _ITEM_REFUSALS = ("ValidationException",)
 
 
-class BackwardApplyError(RuntimeError):
+class BackwardApplyError(Permanent, RuntimeError):
     """A change cannot be written to DynamoDB; the message names the table and the key."""
 
 
-class StreamEnded(RuntimeError):
+class StreamEnded(Permanent, RuntimeError):
     """The change stream was invalidated (collection dropped or renamed); syncing cannot go on."""
 
 

@@ -41,6 +41,7 @@ from dynamo2mongo.sync.lag_history import LagSampler
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes
 from dynamo2mongo.state import PauseFlag, StateStore
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ DIRECTION = "forward"
 READY_PHASES = ("full_load_done", "forward_caught_up", "cut_over", "rolled_back")
 
 
-class RelayError(RuntimeError):
+class RelayError(Permanent, RuntimeError):
     """The relay cannot go on without losing data; the message says what happened and what to do."""
 
 
