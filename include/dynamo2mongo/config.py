@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from dynamo2mongo.mapping.types import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
+from dynamo2mongo.mapping import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
 from dynamo2mongo.errors import Permanent
 
 EXPORT_FORMATS = ("ION", "DYNAMODB_JSON")

@@ -9,7 +9,7 @@ import pytest
 
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 from dynamo2mongo.finish.verify import VERIFICATIONS, latest_report
 
 pytestmark = pytest.mark.integration

@@ -33,7 +33,7 @@ from dynamo2mongo.fullload.export.ddbjson import item_to_json
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import ensure_stream
-from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.mapping import document_to_item
 from dynamo2mongo.sync.quarantine import Quarantine
 
 pytestmark = pytest.mark.integration

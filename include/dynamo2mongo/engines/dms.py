@@ -54,7 +54,7 @@ from pymongo.errors import ConfigurationError, InvalidURI
 from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.mapping.keys import key_fields
 from dynamo2mongo.engines.secrets import ensure_secret
-from dynamo2mongo.mapping.types import RESERVED
+from dynamo2mongo.mapping import RESERVED
 from dynamo2mongo.errors import Permanent, Transient
 
 MIGRATION_TYPE = "cdc"
@@ -69,7 +69,7 @@ _DMS_TRUST = {
 }
 # MongoDB's authMechanism names and DMS's AuthMechanismValue; DMS offers no other mechanism.
 _AUTH_MECHANISMS = {None: "default", "SCRAM-SHA-1": "scram_sha_1", "MONGODB-CR": "mongodb_cr"}
-# The columns table mode makes of the reserved field (types.py and forward.py write exactly these).
+# The columns table mode makes of the reserved field (mapping.to_bson and sync.forward write exactly these).
 # "Object ID and array type keys are converted to columns that are prefixed with oid and array in
 # table mode": how the prefix combines with a flattened name is not documented, so both spellings of
 # the hint array are excluded.

@@ -56,7 +56,7 @@ from dynamo2mongo.mapping.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.sync.keystate import KeyState, KeyStates
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes, restore
-from dynamo2mongo.mapping.types import (
+from dynamo2mongo.mapping import (
     DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable, document_to_item, item_problems, item_to_document,
 )
 from dynamo2mongo.errors import Permanent
