@@ -14,7 +14,8 @@ from airflow.sdk.exceptions import AirflowFailException
 from dynamo2mongo.config import TableConfig, load_config
 from dynamo2mongo.errors import Permanent, cannot_heal
 from dynamo2mongo.mongo_tls import require_tls
-from dynamo2mongo.state import StateStore
+from dynamo2mongo.prepare.table import TableKey, describe_table
+from dynamo2mongo.state import Migration, StateStore
 
 # Trigger-form Params that may override the table configuration for one run, and the key each sets.
 PARAM_OVERRIDES = {
@@ -89,6 +90,10 @@ class TableOperator(BaseOperator):
 
     def state(self, config: TableConfig) -> StateStore:
         return StateStore(self.mongo(config)[config.metadata_database], config.name)
+
+    def table_key(self, config: TableConfig, migration: Migration) -> TableKey:
+        """The key preflight recorded; where it recorded none (a task run before preflight), DescribeTable's."""
+        return migration.key or describe_table(self.aws(config, "dynamodb"), config.source_table).key
 
     def execute(self, context: Context) -> Any:
         with permanent_errors_fail_fast():

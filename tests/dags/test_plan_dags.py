@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from pymongo.errors import AutoReconnect, ConfigurationError, OperationFailure
 
 from dynamo2mongo.config import parse_document
+from dynamo2mongo.state import Migration
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -150,7 +151,7 @@ class _State:
         self._migration = migration
 
     def migration(self):
-        return self._migration
+        return Migration(self._migration)
 
 
 class _TaskInstance:
@@ -249,7 +250,7 @@ class _ExportState:
         return self.recorded
 
     def migration(self):
-        return {"exports": {"run": self.recorded}, "source": {"size_bytes": 5 * 2**20}}
+        return Migration({"exports": {"run": self.recorded}, "source": {"size_bytes": 5 * 2**20}})
 
     def record_export(self, run_id, export):
         self.recorded = {**self.recorded, **export}

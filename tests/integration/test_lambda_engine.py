@@ -482,7 +482,7 @@ def test_deploy_operator_records_the_forward_engine(
     assert first == second
     (mapping,) = lambda_client.list_event_source_mappings(EventSourceArn=stream_arn)["EventSourceMappings"]
     assert first["mapping_uuid"] == mapping["UUID"]
-    migration = state.migration()
+    migration = state.document()
     assert migration["forward_sync_started"] is True
     assert migration["forward"]["engine"] == "lambda" and migration["forward"]["mapping_uuid"] == first["mapping_uuid"]
     assert mongo_uri not in json.dumps(migration, default=str) and mongo_uri not in json.dumps(first)
