@@ -50,7 +50,8 @@ class ForwardLagProbe:
             )
             return lambda_lag(facts, config.sync.retention_alarm_hours)
         return relay_lag(
-            meta, config.name, migration.stream_arn, config.sync.heartbeat_timeout_seconds, config.sync.retention_alarm_hours, now()
+            meta, config.name, migration.stream_arn, config.sync.heartbeat_timeout_seconds,
+            config.sync.retention_alarm_hours, now()
         )
 
     def close(self) -> None:

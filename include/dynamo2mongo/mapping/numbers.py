@@ -9,8 +9,9 @@
 Numbers are normalized first (1.5 and 1.50 are the same DynamoDB number and must be the same BSON
 value, for they may sit inside ``_id``). ``number_mapping="double_when_exact"`` stores a non-key
 number as a double when the double's shortest text is the same number (1.5, 0.1, 1e+30), for
-applications that want doubles; numbers a double cannot hold exactly keep the lossless mapping. A number DynamoDB cannot hold (NaN, Infinity, more
-than 38 digits, out of its range) is ``Unrepresentable``.
+applications that want doubles; numbers a double cannot hold exactly keep the lossless mapping.
+A number DynamoDB cannot hold (NaN, Infinity, more than 38 digits, out of its range) is
+``Unrepresentable``.
 """
 
 from __future__ import annotations
