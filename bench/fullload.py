@@ -180,7 +180,7 @@ def component_costs(export_format: str, path: Path, count: int = 3000) -> dict[s
     from dynamo2mongo.mapping import extjson
     from dynamo2mongo.fullload.export.manifest import reader_for
     from dynamo2mongo.sandbox.sample import KEY_ATTRS
-    from dynamo2mongo.mapping.types import item_to_document
+    from dynamo2mongo.mapping import item_to_document
 
     with open(path, "rb") as source:
         lines = [line for _, line in zip(range(count), source)]
@@ -211,7 +211,7 @@ def component_costs(export_format: str, path: Path, count: int = 3000) -> dict[s
 def extjson_lines(items: int) -> list[bytes]:
     from dynamo2mongo.mapping import extjson
     from dynamo2mongo.sandbox.sample import KEY_ATTRS, item
-    from dynamo2mongo.mapping.types import item_to_document
+    from dynamo2mongo.mapping import item_to_document
 
     return [(extjson.dumps(item_to_document(item(i), KEY_ATTRS)) + "\n").encode() for i in range(items)]
 

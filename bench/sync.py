@@ -49,7 +49,7 @@ from dynamo2mongo.sandbox.servers import MONGO_JAVA_SERVER_VERSION, mongo_server
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import ensure_stream
 from dynamo2mongo.prepare.table import describe_table
-from dynamo2mongo.mapping.types import document_to_item, item_to_document
+from dynamo2mongo.mapping import document_to_item, item_to_document
 
 KEY_ATTRS = sample.KEY_ATTRS
 WRITES_PER_SECOND = 20.0

@@ -11,6 +11,7 @@ from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineRefere
 
 from dynamo2mongo.config import EXPORT_FORMATS, MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_configuration
 from dynamo2mongo.operations.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
+from dynamo2mongo.state import Phase
 from dynamo2mongo_airflow.base import OnCallRetryPolicy
 from dynamo2mongo_airflow.operators import (
     ConvertFileOperator,
@@ -99,8 +100,8 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
             meta=table.metadata_database,
             name=table.name,
             trigger=trigger_description(plan, table),
-            full_load_asset=milestone_uri(table.name, "full_load_done"),
-            caught_up_asset=milestone_uri(table.name, "forward_caught_up"),
+            full_load_asset=milestone_uri(table.name, Phase.FULL_LOAD_DONE),
+            caught_up_asset=milestone_uri(table.name, Phase.FORWARD_CAUGHT_UP),
             deadline=(
                 f"If forward sync has not caught up {on_call.full_load_deadline_hours} h after the run was queued, "
                 f"the deadline alert logs an error in the triggerer and records it in the migration state."
@@ -214,7 +215,7 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
             # An empty table exports no data file: the mapped group is skipped and reconcile still runs.
             trigger_rule="none_failed",
             execution_timeout=dt.timedelta(minutes=30),
-            outlets=[milestone_asset(table.name, "full_load_done")],
+            outlets=[milestone_asset(table.name, Phase.FULL_LOAD_DONE)],
             **common,
         )
         if table.sync.forward == "relay":
@@ -226,7 +227,7 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
         lag = ForwardLagSensor(
             task_id="wait_forward_lag",
             execution_timeout=dt.timedelta(hours=table.sync.retention_alarm_hours + 1),
-            outlets=[milestone_asset(table.name, "forward_caught_up")],
+            outlets=[milestone_asset(table.name, Phase.FORWARD_CAUGHT_UP)],
             **common,
         )
         if table.sync.backward == "relay":

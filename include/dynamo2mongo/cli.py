@@ -65,6 +65,7 @@ def relay_forward(args: argparse.Namespace) -> int:
     from pymongo import MongoClient
 
     from dynamo2mongo.mongo_tls import require_tls
+    from dynamo2mongo.sync.checkpoints import RelayStatus
     from dynamo2mongo.sync.relay.forward import ForwardRelay, RelayError
 
     config = _table(args)
@@ -82,7 +83,7 @@ def relay_forward(args: argparse.Namespace) -> int:
         totals = relay.run()
     except RelayError as error:
         log.error("%s", error)
-        relay.heartbeat.beat("failed", force=True, error=str(error))
+        relay.heartbeat.beat(RelayStatus.FAILED, force=True, error=str(error))
         return 2
     finally:
         client.close()
@@ -96,6 +97,7 @@ def relay_backward(args: argparse.Namespace) -> int:
 
     from dynamo2mongo.sync.backward import BackwardApplyError, StreamEnded
     from dynamo2mongo.mongo_tls import require_tls
+    from dynamo2mongo.sync.checkpoints import RelayStatus
     from dynamo2mongo.sync.relay.backward import BackwardRelay
     from dynamo2mongo.sync.relay.forward import RelayError
 
@@ -107,7 +109,7 @@ def relay_backward(args: argparse.Namespace) -> int:
         totals = relay.run()
     except (RelayError, BackwardApplyError, StreamEnded) as error:
         log.error("%s", error)
-        relay.heartbeat.beat("failed", force=True, error=str(error))
+        relay.heartbeat.beat(RelayStatus.FAILED, force=True, error=str(error))
         return 2
     finally:
         client.close()
@@ -166,8 +168,7 @@ def quarantine_retry(args: argparse.Namespace) -> int:
     config = _table(args)
     client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
     try:
-        key_attrs = tuple((StateStore(client[config.metadata_database], config.name).migration().get("source") or {})
-                          .get("key") or ())
+        key_attrs = StateStore(client[config.metadata_database], config.name).migration().key_attrs
         if not key_attrs:
             raise SystemExit(f"table {config.name!r}: the migration state names no key; run the DAG's preflight first")
         dynamodb = boto3.session.Session(region_name=config.region).client("dynamodb")

@@ -19,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from dynamo2mongo.mapping.types import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
+from dynamo2mongo.mapping import DATE_MAPPINGS, OBJECT_ID_MAPPINGS, BsonMapping
+from dynamo2mongo.errors import Permanent
 
 EXPORT_FORMATS = ("ION", "DYNAMODB_JSON")
 NUMBER_MAPPINGS = ("lossless", "double_when_exact")
@@ -40,7 +41,7 @@ _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{3,255}$")
 _MONGO_NAME_FORBIDDEN = re.compile(r'[/\\. "$\x00]')
 
 
-class ConfigError(ValueError):
+class ConfigError(Permanent, ValueError):
     """The table configuration is invalid; the message says where and what to fix."""
 
 

@@ -12,12 +12,13 @@ from urllib.parse import parse_qsl, urlsplit
 from pymongo import MongoClient
 
 from dynamo2mongo.config import TableConfig
+from dynamo2mongo.errors import Permanent
 
 # URI options that turn TLS on by their presence (as in PyMongo's own parsing).
 _TLS_IMPLIED = {"tlscafile", "tlscertificatekeyfile", "tlscertificatekeyfilepassword", "tlscrlfile"}
 
 
-class TlsRequired(ValueError):
+class TlsRequired(Permanent, ValueError):
     """A MongoDB connection without TLS where the table configuration requires it."""
 
 

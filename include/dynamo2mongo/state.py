@@ -1,7 +1,8 @@
 """Durable migration state in the metadata database (DESIGN §7).
 
 Collections:
-- ``migrations``: one document per table: phase, stream facts, the export of each run.
+- ``migrations``: one document per table: phase, stream facts, the export of each run. ``Migration``
+  reads it; ``Phase`` names and orders its phases.
 - ``files``: one document per export data file and run: conversion and import results, so a
   cleared task can skip finished work and reconcile can list per-file differences.
 - ``quarantine``: raw records that could not be converted, with file, line and reason.
@@ -13,18 +14,172 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Mapping
+from enum import StrEnum
 from typing import Any
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
+
+from dynamo2mongo.prepare.table import TableKey
 
 MIGRATIONS = "migrations"
 FILES = "files"
 QUARANTINE = "quarantine"
 
 
+WRITER_DYNAMODB, WRITER_MONGODB = "dynamodb", "mongodb"
+
+
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
+
+
+class Phase(StrEnum):
+    """Where a table's migration stands (``migrations.phase``), ordered by how far it has come.
+
+    A mismatched reconcile is short of a reconciled full load. A rollback returns the table to where
+    it stood before its cut-over, with everything since kept, so ``ROLLED_BACK`` sits between
+    ``FORWARD_CAUGHT_UP`` and ``CUT_OVER``. ``FINISHED`` is last: both syncs stopped for good.
+    Comparisons go by this order (a phase compared with its name is read as the phase first).
+    """
+
+    PREFLIGHT_PASSED = "preflight_passed"
+    EXPORTED = "exported"
+    FULL_LOAD_MISMATCH = "full_load_mismatch"
+    FULL_LOAD_DONE = "full_load_done"
+    FORWARD_CAUGHT_UP = "forward_caught_up"
+    ROLLED_BACK = "rolled_back"
+    CUT_OVER = "cut_over"
+    FINISHED = "finished"
+
+    def _rank(self, other: object) -> tuple[int, int]:
+        # A str subclass would otherwise fall back to comparing the names alphabetically.
+        return _ORDER.index(self), _ORDER.index(Phase(other))
+
+    def __lt__(self, other: object) -> bool:
+        mine, theirs = self._rank(other)
+        return mine < theirs
+
+    def __le__(self, other: object) -> bool:
+        mine, theirs = self._rank(other)
+        return mine <= theirs
+
+    def __gt__(self, other: object) -> bool:
+        mine, theirs = self._rank(other)
+        return mine > theirs
+
+    def __ge__(self, other: object) -> bool:
+        mine, theirs = self._rank(other)
+        return mine >= theirs
+
+
+_ORDER = tuple(Phase)
+
+
+class Migration:
+    """One table's migration document, read: the phase, the writer and the facts the tasks recorded.
+
+    The document itself stays available as ``document`` for what only one reader needs.
+    """
+
+    def __init__(self, document: Mapping[str, Any]):
+        self.document = document
+        phase = document.get("phase")
+        self.phase: Phase | None = Phase(phase) if phase is not None else None
+
+    def _section(self, name: str) -> Mapping[str, Any]:
+        # Sections are set whole by one task each; before that task ran they are absent (or null).
+        return self.document.get(name) or {}
+
+    def reached(self, phase: Phase) -> bool:
+        """Whether the migration is at ``phase`` or past it."""
+        return self.phase is not None and self.phase >= phase
+
+    @property
+    def writer(self) -> str:
+        return self.document.get("writer") or WRITER_DYNAMODB
+
+    @property
+    def last_run_id(self) -> str | None:
+        return self.document.get("last_run_id")
+
+    @property
+    def stream_arn(self) -> str | None:
+        return self._section("stream").get("arn")
+
+    @property
+    def stream_enabled_by_us(self) -> bool:
+        return bool(self._section("stream").get("enabled_by_us"))
+
+    @property
+    def key_attrs(self) -> tuple[str, ...]:
+        return tuple(self._section("source").get("key") or ())
+
+    @property
+    def key(self) -> TableKey | None:
+        """The table's key as preflight recorded it; None before (then DescribeTable tells)."""
+        attrs, types = self.key_attrs, self._section("source").get("key_types") or {}
+        if not attrs or any(name not in types for name in attrs):
+            return None
+        return TableKey(attrs, {name: types[name] for name in attrs})
+
+    @property
+    def size_bytes(self) -> int | None:
+        return self._section("source").get("size_bytes")
+
+    @property
+    def exports(self) -> Mapping[str, dict[str, Any]]:
+        return self._section("exports")
+
+    def export_for_run(self, run_id: str) -> dict[str, Any] | None:
+        return self.exports.get(_field_key(run_id))
+
+    def desired(self, direction: str) -> str:
+        return self._section("control").get(direction) or "run"
+
+    def sync_started(self, direction: str) -> bool:
+        return bool(self.document.get(f"{direction}_sync_started"))
+
+    @property
+    def forward_engine(self) -> Mapping[str, Any]:
+        """What forward_sync deployed (engine, function, mapping)."""
+        return self._section("forward")
+
+    @property
+    def forward_lag(self) -> Mapping[str, Any]:
+        """The lag sensor's (or the monitor's) last measurement of a Lambda engine."""
+        return self._section("forward_lag")
+
+    @property
+    def forward_caught_up_at(self) -> dt.datetime | None:
+        return self.document.get("forward_caught_up_at")
+
+    @property
+    def lag_alerts(self) -> Mapping[str, dict[str, Any]]:
+        """The open lag breach of each direction (a closed one is null)."""
+        return {direction: alert for direction, alert in self._section("lag_alerts").items() if alert}
+
+    @property
+    def quarantine_alert(self) -> dict[str, Any] | None:
+        return self.document.get("quarantine_alert")
+
+    @property
+    def alert_message(self) -> str | None:
+        return self._section("alert").get("message")
+
+    @property
+    def full_load(self) -> Mapping[str, Any]:
+        """Reconcile's summary of the last full load."""
+        return self._section("full_load")
+
+    @property
+    def cut_over_at(self) -> dt.datetime | None:
+        return self.document.get("cut_over_at")
+
+    @property
+    def updated_at(self) -> dt.datetime | None:
+        return self.document.get("updated_at")
 
 
 class StateStore:
@@ -34,8 +189,11 @@ class StateStore:
         self.db = database
         self.table = table
 
-    def migration(self) -> dict[str, Any]:
+    def document(self) -> dict[str, Any]:
         return self.db[MIGRATIONS].find_one({"_id": self.table}) or {"_id": self.table}
+
+    def migration(self) -> Migration:
+        return Migration(self.document())
 
     def update_migration(self, **fields: Any) -> dict[str, Any]:
         fields["updated_at"] = _now()
@@ -48,19 +206,19 @@ class StateStore:
 
     def desired(self, direction: str) -> str:
         """``run`` or ``stop``: what the operations (cut-over, rollback, finish) want of a relay."""
-        return ((self.migration().get("control") or {}).get(direction)) or "run"
+        return self.migration().desired(direction)
 
     def set_desired(self, direction: str, value: str) -> None:
         self.update_migration(**{f"control.{direction}": value})
 
-    def set_phase(self, phase: str, run_id: str | None = None) -> None:
+    def set_phase(self, phase: Phase, run_id: str | None = None) -> None:
         self.update_migration(phase=phase, last_run_id=run_id)
 
     def record_export(self, run_id: str, export: dict[str, Any]) -> None:
         self.update_migration(**{f"exports.{_field_key(run_id)}": export})
 
     def export_for_run(self, run_id: str) -> dict[str, Any] | None:
-        return (self.migration().get("exports") or {}).get(_field_key(run_id))
+        return self.migration().export_for_run(run_id)
 
     def file_result(self, export_id: str, data_key: str) -> dict[str, Any] | None:
         return self.db[FILES].find_one({"_id": _file_id(self.table, export_id, data_key)})

@@ -28,7 +28,7 @@ from pymongo import MongoClient
 from pymongo.collection import Collection
 
 from dynamo2mongo.sync import forward
-from dynamo2mongo.sync.checkpoints import Heartbeat
+from dynamo2mongo.sync.checkpoints import Heartbeat, RelayStatus
 from dynamo2mongo.sync.echo import EchoLedger
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.engines.aws_lambda import FunctionSettings
@@ -86,7 +86,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, list[dict[str, str
         facts["newest_created"] = result.newest_created
     if result.newest_independent is not None:
         facts["newest_independent"] = result.newest_independent
-    mongo.heartbeat.beat("applying", force=True, **facts)
+    mongo.heartbeat.beat(RelayStatus.APPLYING, force=True, **facts)
     log.info(
         "table %s: batch %s..%s applied to %s.%s: %s",
         settings.table,

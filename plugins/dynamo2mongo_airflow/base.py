@@ -10,23 +10,12 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseOperator, Context, RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import AirflowFailException
-from botocore.exceptions import ClientError
-from pymongo.errors import ConfigurationError, OperationFailure
 
-from dynamo2mongo.config import ConfigError, TableConfig, load_config
-from dynamo2mongo.fullload.convert import ConversionFailed
-from dynamo2mongo.engines.dms import DmsError, DmsTimeout
-from dynamo2mongo.fullload.export.manifest import ManifestError
-from dynamo2mongo.fullload.export.request import ExportError
-from dynamo2mongo.finish.indexes import IndexBuildFailed, IndexConflict, IndexPlanError
-from dynamo2mongo.engines.aws_lambda import LambdaDeployError
-from dynamo2mongo.fullload.load import ImportFailed
-from dynamo2mongo.mongo_tls import TlsRequired, require_tls
-from dynamo2mongo.operations.cutover import OperationRefused
-from dynamo2mongo.prepare.preflight import PreflightFailed
-from dynamo2mongo.fullload.reconcile import ReconcileFailed
-from dynamo2mongo.state import StateStore
-from dynamo2mongo.prepare.stream import StreamError
+from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.errors import Permanent, cannot_heal
+from dynamo2mongo.mongo_tls import require_tls
+from dynamo2mongo.prepare.table import TableKey, describe_table
+from dynamo2mongo.state import Migration, StateStore
 
 # Trigger-form Params that may override the table configuration for one run, and the key each sets.
 PARAM_OVERRIDES = {
@@ -34,59 +23,6 @@ PARAM_OVERRIDES = {
     "import_batch_size": "imports.batch_size",
     "lag_threshold_seconds": "sync.lag_threshold_seconds",
 }
-
-# Errors that a retry cannot heal: failing at once spares on-call a wait for the last retry. Each
-# message says what to fix before clearing the task. (The relays' RelayError, BackwardApplyError and
-# StreamEnded never reach a task: the relay sensors turn a failed relay's heartbeat into a failure.)
-PERMANENT_ERRORS = (
-    ConfigError,
-    TlsRequired,
-    PreflightFailed,
-    StreamError,
-    ExportError,
-    ManifestError,
-    ConversionFailed,
-    ImportFailed,
-    ReconcileFailed,
-    LambdaDeployError,
-    DmsError,
-    OperationRefused,
-    IndexPlanError,
-    IndexConflict,
-    IndexBuildFailed,
-)
-# Subclasses of permanent errors that a retry may heal.
-TRANSIENT_ERRORS = (DmsTimeout,)
-# AWS error codes that no retry heals: credentials, permissions, malformed requests, a missing bucket.
-# Throttling, limits and service errors are left to the retries with exponential backoff.
-PERMANENT_AWS_CODES = frozenset({
-    "AccessDenied",
-    "AccessDeniedException",
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "InvalidSignatureException",
-    "ValidationException",
-    "NoSuchBucket",
-})
-# MongoDB: Unauthorized, AuthenticationFailed. Network errors, elections and timeouts are retried.
-PERMANENT_MONGO_CODES = frozenset({13, 18})
-
-
-def cannot_heal(error: BaseException) -> str | None:
-    """Why retrying ``error`` is pointless, or None when a retry may succeed."""
-    if isinstance(error, TRANSIENT_ERRORS):
-        return None
-    if isinstance(error, PERMANENT_ERRORS):
-        return f"{type(error).__name__} does not go away by retrying"
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code")
-        if code in PERMANENT_AWS_CODES:
-            return f"AWS refused the request ({code}): fix the credentials, permissions or request, then clear the task"
-    if isinstance(error, ConfigurationError):
-        return "the MongoDB connection is misconfigured: fix the Airflow connection, then clear the task"
-    if isinstance(error, OperationFailure) and error.code in PERMANENT_MONGO_CODES:
-        return "MongoDB refused the credentials or the permission: fix the user's roles, then clear the task"
-    return None
 
 
 @contextlib.contextmanager
@@ -97,12 +33,13 @@ def permanent_errors_fail_fast() -> Iterator[None]:
         reason = cannot_heal(error)
         if reason is None:
             raise
-        message = str(error) if isinstance(error, PERMANENT_ERRORS) else f"{error} ({reason})"
+        # A domain error's message already says what to fix; a library's gets the reason appended.
+        message = str(error) if isinstance(error, Permanent) else f"{error} ({reason})"
         raise AirflowFailException(message) from error
 
 
 class OnCallRetryPolicy(RetryPolicy):
-    """Fail at once on errors that cannot heal (see ``cannot_heal``); retry the rest as the task says.
+    """Fail at once on errors that cannot heal (``dynamo2mongo.errors.cannot_heal``); retry the rest as usual.
 
     Covers what ``TableOperator.execute`` does not wrap: the sensors' pokes and the provider's DMS sensor.
     """
@@ -153,6 +90,10 @@ class TableOperator(BaseOperator):
 
     def state(self, config: TableConfig) -> StateStore:
         return StateStore(self.mongo(config)[config.metadata_database], config.name)
+
+    def table_key(self, config: TableConfig, migration: Migration) -> TableKey:
+        """The key preflight recorded; where it recorded none (a task run before preflight), DescribeTable's."""
+        return migration.key or describe_table(self.aws(config, "dynamodb"), config.source_table).key
 
     def execute(self, context: Context) -> Any:
         with permanent_errors_fail_fast():

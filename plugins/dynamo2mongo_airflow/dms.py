@@ -27,7 +27,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from dynamo2mongo.engines import dms as dms_engine
 from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.mongo_tls import TlsRequired
-from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
 STATE_KEY = "backward_dms"
@@ -52,14 +51,6 @@ class _DmsTableOperator(TableOperator):
         self.log.info("backward-sync task %s of %s: %s, now %s", status.identifier, config.name, outcome, status.status)
         return {"task_arn": status.arn, **facts}
 
-    def execute(self, context: Context) -> Any:
-        try:
-            return super().execute(context)
-        except dms_engine.DmsTimeout:
-            raise
-        except dms_engine.DmsError as error:
-            raise AirflowFailException(str(error)) from error
-
 
 class DeployDmsBackwardOperator(_DmsTableOperator):
     """Deploy backward sync on DMS: the credentials secret, the MongoDB source and DynamoDB target
@@ -74,12 +65,7 @@ class DeployDmsBackwardOperator(_DmsTableOperator):
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         state = self.state(config)
-        source = state.migration().get("source") or {}
-        if source.get("key") and source.get("key_types"):
-            key_attrs, key_types = tuple(source["key"]), dict(source["key_types"])
-        else:
-            table = describe_table(self.aws(config, "dynamodb"), config.source_table)
-            key_attrs, key_types = table.key_attrs, table.key_types
+        key_attrs, key_types = self.table_key(config, state.migration())
         dms = self.dms(config)
         result = dms_engine.deploy(
             dms,

@@ -14,7 +14,6 @@ from dynamo2mongo.engines import aws_lambda as lambda_engine
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.sync.echo import EchoLedger
 from dynamo2mongo.mongo_tls import require_tls_uri
-from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo_airflow.base import TableOperator
 
 
@@ -46,19 +45,12 @@ class DeployForwardLambdaOperator(TableOperator):
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         state = self.state(config)
         migration = state.migration()
-        stream_arn = (migration.get("stream") or {}).get("arn")
+        stream_arn = migration.stream_arn
         if not stream_arn:
             raise AirflowFailException(
                 f"table {config.name!r}: the migration state names no stream; run the enable_stream task first"
             )
-        key_attrs = tuple(
-            (migration.get("source") or {}).get("key")
-            or describe_table(self.aws(config, "dynamodb"), config.source_table).key_attrs
-        )
-        try:
-            return self._deploy(config, stream_arn, key_attrs)
-        except lambda_engine.LambdaDeployError as error:
-            raise AirflowFailException(str(error)) from error
+        return self._deploy(config, stream_arn, self.table_key(config, migration).attrs)
 
     def _deploy(self, config: TableConfig, stream_arn: str, key_attrs: tuple[str, ...]) -> dict[str, Any]:
         lambda_client = self.aws(config, "lambda")

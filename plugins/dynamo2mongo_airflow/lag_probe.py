@@ -40,7 +40,7 @@ class ForwardLagProbe:
         meta = self._mongo[config.metadata_database]
         migration = StateStore(meta, config.name).migration()
         if config.sync.forward == "lambda":
-            deployed = migration.get("forward") or {}
+            deployed = migration.forward_engine
             facts = lambda_lag_facts(
                 self._client("lambda"),
                 self._client("cloudwatch"),
@@ -49,9 +49,9 @@ class ForwardLagProbe:
                 now(),
             )
             return lambda_lag(facts, config.sync.retention_alarm_hours)
-        stream = (migration.get("stream") or {}).get("arn")
         return relay_lag(
-            meta, config.name, stream, config.sync.heartbeat_timeout_seconds, config.sync.retention_alarm_hours, now()
+            meta, config.name, migration.stream_arn, config.sync.heartbeat_timeout_seconds,
+            config.sync.retention_alarm_hours, now()
         )
 
     def close(self) -> None:

@@ -49,7 +49,7 @@ class MigrationOperationOperator(TableOperator):
     def _lambda_switches(self, config: TableConfig, meta: Any, stream_arn: str) -> Switches:
         client = self.aws(config, "lambda")
         cloudwatch = self.aws(config, "cloudwatch")
-        deployed = self.state(config).migration().get("forward") or {}
+        deployed = self.state(config).migration().forward_engine
         name = deployed.get("function_name", config.lambda_function_name)
 
         def facts() -> dict[str, Any]:
@@ -90,7 +90,7 @@ class MigrationOperationOperator(TableOperator):
         if self.operation not in OPERATIONS:
             raise AirflowFailException(f"operation must be one of {', '.join(OPERATIONS)}, got {self.operation!r}")
         meta = self.mongo(config)[config.metadata_database]
-        stream_arn = (self.state(config).migration().get("stream") or {}).get("arn")
+        stream_arn = self.state(config).migration().stream_arn
         timeout = config.sync.heartbeat_timeout_seconds
         forward = (
             relay_switches(meta, config.name, FORWARD, stream_arn, timeout)

@@ -27,6 +27,7 @@ from dynamo2mongo.mapping.native import line_converter
 from dynamo2mongo.prepare.preflight import run_preflight
 from dynamo2mongo.prepare.stream import ensure_stream, stream_status
 from dynamo2mongo.prepare.table import describe_table
+from dynamo2mongo.state import Phase
 from dynamo2mongo_airflow.base import TableOperator, permanent_errors_fail_fast
 from dynamo2mongo_airflow.triggers import DynamoDBClientHook, ExportCompletedTrigger
 
@@ -40,7 +41,7 @@ class PreflightOperator(TableOperator):
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         report = run_preflight(config, self.aws(config, "dynamodb"), self.aws(config, "s3"), self.mongo(config))
         self.state(config).update_migration(
-            phase="preflight_passed",
+            phase=Phase.PREFLIGHT_PASSED,
             last_run_id=context["run_id"],
             source=report.table,
             target={"database": config.database, "collection": config.collection},
@@ -55,11 +56,11 @@ class EnableStreamOperator(TableOperator):
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         result = ensure_stream(self.aws(config, "dynamodb"), config.source_table)
         state = self.state(config)
-        previous = state.migration().get("stream") or {}
+        previous = state.migration()
         # A retry finds the stream this task enabled a moment ago: remember who enabled it, since only
         # a stream we enabled may be disabled when the migration finishes.
         enabled_by_us = result.enabled_by_us or (
-            previous.get("arn") == result.stream_arn and previous.get("enabled_by_us", False)
+            previous.stream_arn == result.stream_arn and previous.stream_enabled_by_us
         )
         state.update_migration(stream={"arn": result.stream_arn, "enabled_by_us": enabled_by_us})
         self.log.info("stream of %s: %s (enabled by this migration: %s)", config.source_table, result.stream_arn, enabled_by_us)
@@ -123,9 +124,9 @@ class ExportTableOperator(TableOperator):
         self.log.info("export %s of %s is %s", info.arn, config.source_table, info.status)
         if info.status != "COMPLETED":
             migration = self.state(config).migration()
-            earlier = [e for e in (migration.get("exports") or {}).values() if e.get("export_arn") != info.arn]
+            earlier = [e for e in migration.exports.values() if e.get("export_arn") != info.arn]
             # The size preflight read (DescribeTable, refreshed by DynamoDB about every six hours).
-            estimate = export_estimate(earlier, (migration.get("source") or {}).get("size_bytes"), info.start_time)
+            estimate = export_estimate(earlier, migration.size_bytes, info.start_time)
             self.log.info("export %s: %s", info.arn, estimate)
             if self.deferrable:
                 self.defer(
@@ -189,7 +190,7 @@ class ExportTableOperator(TableOperator):
         info = completed_export(self.aws(config, "dynamodb"), export_arn)
         facts = info.facts()
         self.state(config).record_export(context["run_id"], facts)
-        self.state(config).set_phase("exported", context["run_id"])
+        self.state(config).set_phase(Phase.EXPORTED, context["run_id"])
         self.log.info("export %s completed: %s items at %s", info.arn, info.item_count, info.export_time)
         return facts
 
@@ -265,8 +266,7 @@ class ConvertFileOperator(TableOperator):
         if done.get("convert_status") == "done" and done.get("source_etag") == data["etag"]:
             self.log.info("%s was already converted (%s items): skipping", data["data_key"], done["converted_items"])
             return {**data, "output_key": done["output_key"], "converted_items": done["converted_items"]}
-        table = state.migration().get("source") or {}
-        key_attrs = tuple(table.get("key") or describe_table(self.aws(config, "dynamodb"), config.source_table).key_attrs)
+        key_attrs = self.table_key(config, state.migration()).attrs
         accept = bool((context.get("params") or {}).get("accept_quarantined", False))
 
         def keep(bad: BadRecord) -> None:
@@ -329,7 +329,7 @@ class ImportFileOperator(TableOperator):
             batch_size=config.imports.batch_size,
             write_concern=config.imports.write_concern,
             expected_items=data["converted_items"],
-            guard_newer=bool(state.migration().get("forward_sync_started")),
+            guard_newer=state.migration().sync_started("forward"),
         )
         state.record_file(
             data["export_id"],
@@ -373,7 +373,7 @@ class ReconcileOperator(TableOperator):
             collection_count=collection.count_documents({}),
         )
         summary = outcome.summary()
-        phase = "full_load_mismatch" if summary["differences"] else "full_load_done"
+        phase = Phase.FULL_LOAD_MISMATCH if summary["differences"] else Phase.FULL_LOAD_DONE
         state.update_migration(phase=phase, last_run_id=context["run_id"], full_load=summary)
         self.log.info("reconcile %s: %s", config.name, json.dumps(summary))
         reconciliation.check(outcome, config.name)

@@ -10,7 +10,8 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo.sync.checkpoints import now, read_heartbeat
+from dynamo2mongo.state import Phase
+from dynamo2mongo.sync.checkpoints import now, relay_beat
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo_airflow.base import TableOperator
 from dynamo2mongo_airflow.lag_probe import watch_lag
@@ -42,21 +43,21 @@ class RelayRunningSensor(BaseSensorOperator):
     def poke(self, context: Context) -> bool:
         config = TableOperator(task_id="_", table=self.table).table_config(context)
         with MongoHook(mongo_conn_id=config.mongo_conn_id) as hook:
-            beat = read_heartbeat(hook.get_conn()[config.metadata_database], config.name, self.direction)
+            beat = relay_beat(hook.get_conn()[config.metadata_database], config.name, self.direction)
         command = f"dynamo2mongo relay {self.direction} --table {config.name}"
         if beat is None:
             self.log.info("no heartbeat from the %s relay of %s yet; start it with `%s`", self.direction, config.name,
                           command)
             return False
-        age = (now() - beat["beat_at"]).total_seconds()
-        if beat.get("status") == "failed":
+        at = now()
+        if beat.failed:
             raise AirflowFailException(
-                f"the {self.direction} relay of {config.name} on {beat.get('host')} stopped with an error: "
-                f"{beat.get('error')}. Fix the cause, restart it (`{command}`), then clear this task"
+                f"the {self.direction} relay of {config.name} on {beat.host} stopped with an error: "
+                f"{beat.error}. Fix the cause, restart it (`{command}`), then clear this task"
             )
-        self.log.info("%s relay of %s on %s: %s, heartbeat %.0f s ago", self.direction, config.name, beat.get("host"),
-                      beat.get("status"), age)
-        return beat.get("status") == "applying" and age <= config.sync.heartbeat_timeout_seconds
+        self.log.info("%s relay of %s on %s: %s, heartbeat %.0f s ago", self.direction, config.name, beat.host,
+                      beat.status, beat.age(at))
+        return beat.applies(at, config.sync.heartbeat_timeout_seconds)
 
 
 class ForwardLagSensor(TableOperator):
@@ -87,7 +88,7 @@ class ForwardLagSensor(TableOperator):
             if event.get("status") != "success":
                 state.update_migration(forward_lag=report)
                 raise AirflowFailException(f"forward sync of {config.name}: {event.get('message')}")
-            state.update_migration(phase="forward_caught_up", last_run_id=context["run_id"], forward_lag=report,
+            state.update_migration(phase=Phase.FORWARD_CAUGHT_UP, last_run_id=context["run_id"], forward_lag=report,
                                    forward_caught_up_at=dt.datetime.now(dt.timezone.utc))
         finally:
             if self._mongo is not None:

@@ -8,10 +8,10 @@ from typing import Any
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo.sync.checkpoints import now, read_heartbeat
+from dynamo2mongo.state import WRITER_MONGODB
+from dynamo2mongo.sync.checkpoints import now, relay_beat
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.sync.lag import applied_through
-from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo.finish.verify import VERIFICATIONS, recheck, store_report, verify
 from dynamo2mongo_airflow.base import TableOperator
 
@@ -59,8 +59,7 @@ class VerifyOperator(TableOperator):
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         dynamodb = self.aws(config, "dynamodb")
-        source = self.state(config).migration().get("source") or {}
-        key_attrs = tuple(source.get("key") or describe_table(dynamodb, config.source_table).key_attrs)
+        key_attrs = self.table_key(config, self.state(config).migration()).attrs
         collection = self.mongo(config)[config.database][config.collection]
         began = now()
         report = verify(
@@ -72,9 +71,9 @@ class VerifyOperator(TableOperator):
             segments=self.segments,
             examples=self.examples,
         )
-        beat = read_heartbeat(self.mongo(config)[config.metadata_database], config.name, "forward")
+        beat = relay_beat(self.mongo(config)[config.metadata_database], config.name, "forward")
         # Differences are re-checked only while forward sync applies writes: then they may be in flight.
-        if report.differences and (config.sync.forward != "relay" or (beat or {}).get("status") == "applying"):
+        if report.differences and (config.sync.forward != "relay" or (beat is not None and beat.applying)):
             self.log.info("%s\nre-checking the differing keys once forward sync has applied every earlier write",
                           report.describe())
             report = recheck(dynamodb, config.source_table, key_attrs, collection, report,
@@ -99,13 +98,13 @@ class VerifyOperator(TableOperator):
         is past the moment the comparison began, a difference that remains is not one.
         """
         meta = self.mongo(config)[config.metadata_database]
-        beat = read_heartbeat(meta, config.name, "forward")
-        if config.sync.forward == "relay" and (beat is None or beat.get("status") != "applying"):
+        beat = relay_beat(meta, config.name, "forward")
+        if config.sync.forward == "relay" and (beat is None or not beat.applying):
             return  # no relay applying anything: nothing to wait for, the differences stand
-        stream = (self.state(config).migration().get("stream") or {}).get("arn")
+        stream = self.state(config).migration().stream_arn
         deadline = time.monotonic() + max(60, 3 * config.sync.lag_threshold_seconds)
         while time.monotonic() < deadline:
-            if config.sync.forward != "relay" or self.state(config).migration().get("writer") == "mongodb":
+            if config.sync.forward != "relay" or self.state(config).migration().writer == WRITER_MONGODB:
                 # No per-shard position to wait for (Lambda), or forward sync is stopped (after a cut-over).
                 time.sleep(min(config.sync.lag_threshold_seconds, 30))
                 return

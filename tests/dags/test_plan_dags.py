@@ -11,6 +11,7 @@ from botocore.exceptions import ClientError
 from pymongo.errors import AutoReconnect, ConfigurationError, OperationFailure
 
 from dynamo2mongo.config import parse_document
+from dynamo2mongo.state import Migration
 
 DAGS = Path(__file__).resolve().parents[2] / "dags"
 
@@ -150,7 +151,7 @@ class _State:
         self._migration = migration
 
     def migration(self):
-        return self._migration
+        return Migration(self._migration)
 
 
 class _TaskInstance:
@@ -201,7 +202,8 @@ def test_errors_that_cannot_heal_fail_at_once_and_the_rest_retry():
     from dynamo2mongo.engines.dms import DmsError, DmsTimeout
     from dynamo2mongo.engines.aws_lambda import LambdaDeployError
     from dynamo2mongo.operations.cutover import OperationRefused
-    from dynamo2mongo_airflow.base import OnCallRetryPolicy, cannot_heal, permanent_errors_fail_fast
+    from dynamo2mongo.errors import cannot_heal
+    from dynamo2mongo_airflow.base import OnCallRetryPolicy, permanent_errors_fail_fast
 
     permanent = [DmsError("t"), LambdaDeployError("t"), OperationRefused("t"), _client_error("AccessDeniedException"),
                  _client_error("ValidationException"), ConfigurationError("bad uri"),
@@ -248,7 +250,7 @@ class _ExportState:
         return self.recorded
 
     def migration(self):
-        return {"exports": {"run": self.recorded}, "source": {"size_bytes": 5 * 2**20}}
+        return Migration({"exports": {"run": self.recorded}, "source": {"size_bytes": 5 * 2**20}})
 
     def record_export(self, run_id, export):
         self.recorded = {**self.recorded, **export}

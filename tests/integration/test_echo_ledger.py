@@ -22,7 +22,7 @@ import pytest
 from dynamo2mongo.sync import backward, forward
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.sync.echo import CONFLICTS, TO_DYNAMODB, EchoLedger
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 
 pytestmark = pytest.mark.integration
 KEYS = ("pk", "sk")

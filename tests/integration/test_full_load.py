@@ -21,7 +21,7 @@ from dynamo2mongo.fullload.load import import_file
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import StreamError, ensure_stream, stream_status
-from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.mapping import document_to_item
 
 pytestmark = pytest.mark.integration
 
@@ -198,7 +198,7 @@ def test_malformed_line_fails_only_its_file_and_is_quarantined(s3, mongo_client,
 
 def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client):
     from dynamo2mongo.fullload.load import import_lines
-    from dynamo2mongo.mapping.types import item_to_document
+    from dynamo2mongo.mapping import item_to_document
 
     collection = mongo_client["itest"][f"guard-{uuid.uuid4().hex[:8]}"]
     lines = [

@@ -12,7 +12,7 @@ from pymongo.errors import BulkWriteError
 
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.fullload.load import ImportFailed, import_lines
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 
 pytestmark = pytest.mark.integration
 

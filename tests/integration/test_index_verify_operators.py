@@ -9,7 +9,7 @@ import pytest
 
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 from dynamo2mongo.finish.verify import VERIFICATIONS, latest_report
 
 pytestmark = pytest.mark.integration
@@ -74,7 +74,7 @@ def test_create_indexes_twice_builds_once_and_records_the_plan(table, mongo_clie
     assert json.loads(json.dumps(first)) == first, "the plan in XCom is JSON"
     assert [i["name"] for i in first] == ["d2m_pk", "d2m_by_status", "d2m_by_customer", "d2m_by_sku"]
     assert list(collection.list_indexes()) == indexes
-    recorded = StateStore(mongo_client[META], name).migration()["indexes"]
+    recorded = StateStore(mongo_client[META], name).document()["indexes"]
     assert recorded["differences"] == []
     assert [o["outcome"] for o in recorded["outcomes"]] == ["exists"] * 4
     assert recorded["plan"][2]["key"] == [["customer_id", 1], ["status", 1], ["created_at", 1]]
@@ -90,7 +90,7 @@ def test_create_indexes_fails_on_an_index_in_the_way_and_records_why(table, mong
     operator = CreateIndexesOperator(task_id="create_indexes", table=name)
     with pytest.raises(AirflowFailException, match=r"indexes of ops-\w+: .*'d2m_by_sku' that differs from the plan"):
         operator.execute({"params": {}, "run_id": "manual__1"})
-    assert "dropIndex('d2m_by_sku')" in StateStore(mongo_client[META], name).migration()["indexes"]["error"]
+    assert "dropIndex('d2m_by_sku')" in StateStore(mongo_client[META], name).document()["indexes"]["error"]
 
 
 def test_verify_passes_stores_one_report_per_run_and_fails_beyond_the_tolerance(table, mongo_client):

@@ -15,7 +15,7 @@ from dynamo2mongo.finish.indexes import (
 )
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.prepare.table import describe_table
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 
 pytestmark = pytest.mark.integration
 DATABASE = "itest_indexes"

@@ -33,7 +33,7 @@ from dynamo2mongo.fullload.export.ddbjson import item_to_json
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import ensure_stream
-from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.mapping import document_to_item
 from dynamo2mongo.sync.quarantine import Quarantine
 
 pytestmark = pytest.mark.integration
@@ -482,7 +482,7 @@ def test_deploy_operator_records_the_forward_engine(
     assert first == second
     (mapping,) = lambda_client.list_event_source_mappings(EventSourceArn=stream_arn)["EventSourceMappings"]
     assert first["mapping_uuid"] == mapping["UUID"]
-    migration = state.migration()
+    migration = state.document()
     assert migration["forward_sync_started"] is True
     assert migration["forward"]["engine"] == "lambda" and migration["forward"]["mapping_uuid"] == first["mapping_uuid"]
     assert mongo_uri not in json.dumps(migration, default=str) and mongo_uri not in json.dumps(first)

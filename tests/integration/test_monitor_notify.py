@@ -144,7 +144,7 @@ def test_an_alert_that_could_not_be_sent_is_sent_by_the_next_run(monitored):
     monitored.slack.fail = True
     with pytest.raises(RuntimeError, match=r"could not send every notification: slack: "):
         _run_monitor()
-    assert StateStore(monitored.meta, monitored.name).migration().get("lag_alerts", {}).get("forward") is None
+    assert StateStore(monitored.meta, monitored.name).document().get("lag_alerts", {}).get("forward") is None
 
     monitored.slack.fail = False
     alerts = _run_monitor()
@@ -216,6 +216,6 @@ def test_the_lambda_engine_is_measured_live_and_one_broken_table_does_not_stop_t
         assert result.errors == ["broken: ConnectionError: metadata database unreachable"]
         (sample,) = meta[SAMPLES].find({"table": "lambda_table", "direction": "forward"})
         assert sample["lag_seconds"] == 420.0
-        assert StateStore(meta, "lambda_table").migration()["forward_lag"]["lag_seconds"] == 420.0
+        assert StateStore(meta, "lambda_table").document()["forward_lag"]["lag_seconds"] == 420.0
     finally:
         mongo_client.drop_database(meta_name)

@@ -149,7 +149,7 @@ def test_deploy_tasks_keep_the_password_in_the_secrets(
     for name in meta.list_collection_names():
         assert_no_password(f"{META}.{name}", json_util.dumps(list(meta[name].find())))
 
-    migrations = {name: StateStore(meta, name).migration() for name in (names["lambda"], names["dms"])}
+    migrations = {name: StateStore(meta, name).document() for name in (names["lambda"], names["dms"])}
     secrets = session.client("secretsmanager", endpoint_url=aws_endpoint)
     forward_secret = secrets.get_secret_value(SecretId=migrations[names["lambda"]]["forward"]["secret_arn"])
     assert PASSWORD in forward_secret["SecretString"]

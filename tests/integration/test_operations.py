@@ -106,7 +106,7 @@ def test_cut_over_then_rollback_loses_nothing(tmp_path, bucket, dynamodb, s3, mo
         assert not dynamodb.describe_table(TableName=config.source_table)["Table"].get("StreamSpecification", {}).get(
             "StreamEnabled"
         )
-        assert StateStore(meta, config.name).migration()["phase"] == "finished"
+        assert StateStore(meta, config.name).document()["phase"] == "finished"
         with pytest.raises(OperationRefused, match="finished"):
             operations.rollback()
     finally:

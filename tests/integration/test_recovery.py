@@ -19,7 +19,7 @@ from dynamo2mongo.fullload.export import manifest
 from dynamo2mongo.fullload.load import import_file
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.ion_writer import dump_line
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 
 pytestmark = pytest.mark.integration
 ITEMS = 30_000

@@ -31,7 +31,7 @@ from typing import Any, Callable
 import bson
 
 from tests.model.history import SCHEMA, History, show, show_item
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 from tests.model.runner import KEY as KEY_ATTRS, POISON, Env, Event, Outcome, model_item, project_item, run
 
 # Shrinking re-runs the history; bounded so that a failing CI seed still ends in reasonable time.

@@ -40,7 +40,7 @@ from dynamo2mongo.sync.relay.forward import ForwardRelay
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import ensure_stream
 from dynamo2mongo.prepare.table import describe_table
-from dynamo2mongo.mapping.types import RESERVED, Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.mapping import RESERVED, Unrepresentable, document_to_item, item_to_document
 
 from tests.model.history import SCHEMA, History, describe, key_item
 

@@ -14,7 +14,7 @@ import pytest
 
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.requeue import retry
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 from tests.model.history import History
 from tests.model.runner import KEY, Runner
 

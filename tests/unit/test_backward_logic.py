@@ -9,7 +9,7 @@ from bson import Timestamp
 
 from dynamo2mongo.sync import backward, forward
 from dynamo2mongo.sync.typememory import restore
-from dynamo2mongo.mapping.types import item_to_document
+from dynamo2mongo.mapping import item_to_document
 
 AT = dt.datetime(2026, 12, 4, tzinfo=dt.timezone.utc)
 

@@ -14,7 +14,7 @@ from bson.datetime_ms import DatetimeMS
 from hypothesis import given, settings
 
 from dynamo2mongo.mapping.canonical import canonical_item
-from dynamo2mongo.mapping.types import (
+from dynamo2mongo.mapping import (
     ITEM_SIZE_LIMIT,
     BsonMapping,
     Unrepresentable,

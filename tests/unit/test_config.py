@@ -1,7 +1,7 @@
 import pytest
 
 from dynamo2mongo.config import ConfigError, load_config, parse_config, parse_document
-from dynamo2mongo.mapping.types import BsonMapping
+from dynamo2mongo.mapping import BsonMapping
 
 BASE = {
     "name": "orders",

@@ -20,7 +20,8 @@ from bson.json_util import CANONICAL_JSON_OPTIONS
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dynamo2mongo.mapping import extjson, types
+from dynamo2mongo.mapping import Unrepresentable, extjson, to_bson
+from dynamo2mongo.mapping import numbers as number_mapping
 from dynamo2mongo.fullload.export import MalformedRecord, ddbjson, ion
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.ion_writer import dump_line
@@ -239,7 +240,7 @@ def _reference_text(document):
 
 @given(items_with_keys(), st.sampled_from(["lossless", "double_when_exact"]))
 def test_extended_json_of_mapped_documents_is_json_util_byte_for_byte(case, mapping):
-    document = types.item_to_document(case[0], case[1], mapping)
+    document = to_bson.item_to_document(case[0], case[1], mapping)
     text = extjson.dumps(document)
     assert text == _reference_text(document)
     assert bson.encode(extjson.loads(text)) == bson.encode(json_util.loads(text))
@@ -326,27 +327,27 @@ def test_plain_numbers_map_as_the_decimal_path_maps_them(text):
         hints_fast: list = []
         hints_reference: list = []
         try:
-            reference = types._decimal_number(text, ("n",), hints_reference, doubles)
+            reference = number_mapping._decimal_number(text, ("n",), hints_reference, doubles)
         except Exception as error:  # the decimal path's own limits (1E-6177 is inexact in Decimal128)
             with pytest.raises(type(error)):
-                types.number_to_value(text, ("n",), hints_fast, doubles)
+                number_mapping.number_to_value(text, ("n",), hints_fast, doubles)
             continue
-        _same_value(types.number_to_value(text, ("n",), hints_fast, doubles), reference)
+        _same_value(number_mapping.number_to_value(text, ("n",), hints_fast, doubles), reference)
         assert hints_fast == hints_reference
 
 
 @given(st.lists(numbers(), min_size=1, max_size=6))
 def test_number_sets_map_as_the_checked_path_maps_them(texts):
     try:
-        reference = [types._decimal_number(t, ("s",), None, False) for t in texts]
+        reference = [number_mapping._decimal_number(t, ("s",), None, False) for t in texts]
         duplicates = len({decimal.Decimal(t) for t in texts}) != len(texts)
-    except types.Unrepresentable:
+    except Unrepresentable:
         return
     if duplicates:
-        with pytest.raises(types.Unrepresentable, match="duplicate"):
-            types.item_to_document({"k": {"S": "a"}, "s": {"NS": texts}}, ("k",))
+        with pytest.raises(Unrepresentable, match="duplicate"):
+            to_bson.item_to_document({"k": {"S": "a"}, "s": {"NS": texts}}, ("k",))
         return
-    converted = types.item_to_document({"k": {"S": "a"}, "s": {"NS": texts}}, ("k",))["s"]
+    converted = to_bson.item_to_document({"k": {"S": "a"}, "s": {"NS": texts}}, ("k",))["s"]
     for fast, expected in zip(converted, reference):
         _same_value(fast, expected)
 

@@ -13,7 +13,7 @@ from dynamo2mongo.sync import forward
 from dynamo2mongo.sync.echo import APPLIES, OVERRULED, LedgerEntry
 from dynamo2mongo.mapping.canonical import content_hash
 from dynamo2mongo.sync.lag import LagReport, LagWatch, lambda_lag
-from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.mapping import document_to_item
 
 KEYS = ("pk", "sk")
 AT = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc)

@@ -3,6 +3,7 @@
 import pytest
 
 from dynamo2mongo.config import ConfigError, PoolsConfig, parse_document
+from dynamo2mongo.state import Migration
 from dynamo2mongo.operations.plan import (
     full_load_risk,
     gate,
@@ -148,12 +149,14 @@ def test_trigger_and_next_action_in_words():
     assert trigger_description(plan, orders) == "schedule 0 2 * * *"
     assert trigger_description(plan, users) == "manual trigger"
     assert trigger_description(plan, payments) == "after wave 1 (orders, users) reaches full_load_done"
-    assert next_action(plan, payments, {}) == "after wave 1 (orders, users) reaches full_load_done"
-    assert next_action(plan, payments, {"phase": "exported", "last_run_id": "r1"}) == "full load of run r1 in progress"
-    assert "cut_over" in next_action(plan, payments, {"phase": "forward_caught_up"})
-    assert "dynamo2mongo__payments__operations" in next_action(plan, payments, {"phase": "cut_over"})
-    assert next_action(plan, payments, {"phase": "finished"}).startswith("none")
-    assert "clear reconcile" in next_action(plan, payments, {"phase": "full_load_mismatch", "last_run_id": "r1"})
+    assert next_action(plan, payments, Migration({})) == "after wave 1 (orders, users) reaches full_load_done"
+    assert (next_action(plan, payments, Migration({"phase": "exported", "last_run_id": "r1"}))
+            == "full load of run r1 in progress")
+    assert "cut_over" in next_action(plan, payments, Migration({"phase": "forward_caught_up"}))
+    assert "dynamo2mongo__payments__operations" in next_action(plan, payments, Migration({"phase": "cut_over"}))
+    assert next_action(plan, payments, Migration({"phase": "finished"})).startswith("none")
+    assert "clear reconcile" in next_action(plan, payments,
+                                            Migration({"phase": "full_load_mismatch", "last_run_id": "r1"}))
 
 
 def test_milestone_uri():
@@ -185,25 +188,26 @@ def test_milestone_uri():
     ],
 )
 def test_gate(migration, run_id, run_type, action):
-    decision = gate("orders", migration, run_id, run_type)
+    decision = gate("orders", Migration(migration), run_id, run_type)
     assert decision.action == action, decision.reason
     assert "'orders'" in decision.reason
 
 
 def test_gate_reasons_say_what_to_do():
-    assert "Roll back first" in gate("orders", {"phase": "cut_over", "writer": "mongodb"}, "r", "manual").reason
-    assert "Trigger the DAG by hand" in gate("orders", {"phase": "full_load_done", "last_run_id": "a"}, "b",
+    assert "Roll back first" in gate("orders", Migration({"phase": "cut_over", "writer": "mongodb"}), "r",
+                                     "manual").reason
+    assert "Trigger the DAG by hand" in gate("orders", Migration({"phase": "full_load_done", "last_run_id": "a"}), "b",
                                              "scheduled").reason
 
 
 def test_full_load_risk():
     (config,) = parse_document(document(tables=("orders",))).tables
-    assert full_load_risk(config, {"phase": "forward_caught_up"}, "r1") is None
-    assert full_load_risk(config, {"phase": "cut_over"}, "r1") is None
-    alert = full_load_risk(config, {"phase": "exported"}, "r1")
+    assert full_load_risk(config, Migration({"phase": "forward_caught_up"}), "r1") is None
+    assert full_load_risk(config, Migration({"phase": "cut_over"}), "r1") is None
+    alert = full_load_risk(config, Migration({"phase": "exported"}), "r1")
     assert "table 'orders': run r1 has not caught up with the stream 12 h after it was queued (phase exported)" in alert
     assert "gives up at 18 h" in alert
-    assert "phase not started" in full_load_risk(config, {}, "r1")
+    assert "phase not started" in full_load_risk(config, Migration({}), "r1")
 
 
 def test_pool_commands_and_import_document():

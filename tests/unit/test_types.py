@@ -18,7 +18,7 @@ from dynamo2mongo.mapping.canonical import canonical_item
 from dynamo2mongo.fullload.convert import ConversionFailed, convert_file
 from dynamo2mongo.fullload.export import ddbjson
 from dynamo2mongo.mapping.keys import MissingKeyField, document_id
-from dynamo2mongo.mapping.types import Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.mapping import Unrepresentable, document_to_item, item_to_document
 
 from .strategies import items_with_keys, numbers
 

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError, WaiterError
 
 from dynamo2mongo.engines.secrets import ensure_secret
+from dynamo2mongo.errors import Permanent
 
 if TYPE_CHECKING:
     from dynamo2mongo.config import TableConfig
@@ -70,7 +71,7 @@ _LAMBDA_TRUST = {
 }
 
 
-class LambdaDeployError(RuntimeError):
+class LambdaDeployError(Permanent, RuntimeError):
     """The forward-sync function cannot be packaged or deployed; the message says what to do."""
 
 

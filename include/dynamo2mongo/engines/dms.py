@@ -54,7 +54,8 @@ from pymongo.errors import ConfigurationError, InvalidURI
 from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.mapping.keys import key_fields
 from dynamo2mongo.engines.secrets import ensure_secret
-from dynamo2mongo.mapping.types import RESERVED
+from dynamo2mongo.mapping import RESERVED
+from dynamo2mongo.errors import Permanent, Transient
 
 MIGRATION_TYPE = "cdc"
 ENGINE_SOURCE = "mongodb"
@@ -68,7 +69,7 @@ _DMS_TRUST = {
 }
 # MongoDB's authMechanism names and DMS's AuthMechanismValue; DMS offers no other mechanism.
 _AUTH_MECHANISMS = {None: "default", "SCRAM-SHA-1": "scram_sha_1", "MONGODB-CR": "mongodb_cr"}
-# The columns table mode makes of the reserved field (types.py and forward.py write exactly these).
+# The columns table mode makes of the reserved field (mapping.to_bson and sync.forward write exactly these).
 # "Object ID and array type keys are converted to columns that are prefixed with oid and array in
 # table mode": how the prefix combines with a flattened name is not documented, so both spellings of
 # the hint array are excluded.
@@ -103,12 +104,12 @@ _SETTLED = WaiterModel(
 )
 
 
-class DmsError(RuntimeError):
+class DmsError(Permanent, RuntimeError):
     """Backward sync on DMS cannot be deployed or operated; the message names the table, the resource
     and what to do. A retry does not help."""
 
 
-class DmsTimeout(DmsError):
+class DmsTimeout(Transient, DmsError):
     """A DMS resource did not reach the state waited for in time; a retry may."""
 
 

@@ -44,6 +44,7 @@ from pymongo.errors import DuplicateKeyError, OperationFailure
 from dynamo2mongo.mapping.keys import key_fields
 from dynamo2mongo.mapping.names import encode_name
 from dynamo2mongo.prepare.table import TableDescription
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +54,15 @@ PRIMARY = PREFIX + "pk"
 _IGNORED_OPTIONS = frozenset({"v", "key", "name", "ns", "background"})
 
 
-class IndexPlanError(ValueError):
+class IndexPlanError(Permanent, ValueError):
     """The index configuration does not fit the table; the message says what to change."""
 
 
-class IndexConflict(RuntimeError):
+class IndexConflict(Permanent, RuntimeError):
     """An existing index stands in the way of a planned one; the message names both."""
 
 
-class IndexBuildFailed(RuntimeError):
+class IndexBuildFailed(Permanent, RuntimeError):
     """The server refused to build a planned index; the message says why and what to fix."""
 
 

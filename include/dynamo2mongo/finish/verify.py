@@ -26,7 +26,7 @@ from pymongo.database import Database
 from dynamo2mongo.sync.backward import BackwardApplyError, dynamodb_key
 from dynamo2mongo.mapping.canonical import canonical_item, content_hash
 from dynamo2mongo.progress import Progress
-from dynamo2mongo.mapping.types import Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.mapping import Unrepresentable, document_to_item, item_to_document
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,8 @@ from dynamo2mongo.mapping import extjson
 from dynamo2mongo.fullload.export import MalformedRecord
 from dynamo2mongo.progress import Progress
 from dynamo2mongo.sync.forward import baseline_mark
-from dynamo2mongo.mapping.types import RESERVED, Unrepresentable, item_to_document
+from dynamo2mongo.mapping import RESERVED, Unrepresentable, item_to_document
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class ConvertResult:
     seconds: float = 0.0
 
 
-class ConversionFailed(RuntimeError):
+class ConversionFailed(Permanent, RuntimeError):
     """Some records of a file could not be converted; they are quarantined, the file is not imported."""
 
     def __init__(self, result: ConvertResult, bucket: str):

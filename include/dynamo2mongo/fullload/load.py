@@ -22,6 +22,7 @@ from pymongo.write_concern import WriteConcern
 from dynamo2mongo.mapping import extjson
 from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
 from dynamo2mongo.progress import Progress
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,7 @@ _NOT_YET_SYNCED = {"_ddb.sync.seq": {"$not": {"$gt": ""}}}
 # bounded.
 _BATCHES_AHEAD = 2
 
-class ImportFailed(RuntimeError):
+class ImportFailed(Permanent, RuntimeError):
     """MongoDB rejected writes for reasons other than 'already newer'; the message lists examples."""
 
 

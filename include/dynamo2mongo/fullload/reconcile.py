@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from dynamo2mongo.errors import Permanent
 
-class ReconcileFailed(RuntimeError):
+
+class ReconcileFailed(Permanent, RuntimeError):
     """Counts differ; the message lists every file that does not add up."""
 
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from dynamo2mongo.mapping.names import encode_name
+from dynamo2mongo.errors import Permanent
 
 
-class MissingKeyField(ValueError):
+class MissingKeyField(Permanent, ValueError):
     """A document lacks a key field; the application must always write every key field."""
 
 

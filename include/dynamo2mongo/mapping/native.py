@@ -1,7 +1,7 @@
 """The compiled line conversion (native/, the ``dynamo2mongo_native`` extension), where it is installed.
 
 ``line_converter`` gives a function from one export line to the Extended JSON line the Python path
-(``convert.convert_lines``: reader, ``types.item_to_document``, the baseline mark, ``extjson.dumps``)
+(``convert.convert_lines``: reader, ``to_bson.item_to_document``, the baseline mark, ``extjson.dumps``)
 writes for it, or None for a line it leaves to that path: syntax outside what DynamoDB writes,
 values DynamoDB cannot hold (which the Python path quarantines with their reason), duplicate names.
 tests/unit/test_native.py holds the two paths to the same bytes. Without the extension (an image

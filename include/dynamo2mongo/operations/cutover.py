@@ -29,17 +29,17 @@ from typing import Any
 
 from pymongo.database import Database
 
-from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, now, read_heartbeat
+from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, now, relay_beat
 from dynamo2mongo.sync.lag import applied_through
-from dynamo2mongo.state import StateStore
+from dynamo2mongo.state import WRITER_DYNAMODB, WRITER_MONGODB, Phase, StateStore
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
 FORWARD, BACKWARD = "forward", "backward"
-WRITER_DYNAMODB, WRITER_MONGODB = "dynamodb", "mongodb"
 
 
-class OperationRefused(RuntimeError):
+class OperationRefused(Permanent, RuntimeError):
     """The operation would lose data in the current state; the message says what to do first."""
 
 
@@ -63,10 +63,8 @@ def relay_switches(meta: Database, table: str, direction: str, stream_arn: str |
     state = StateStore(meta, table)
 
     def stopped() -> bool:
-        beat = read_heartbeat(meta, table, direction)
-        if beat is None or beat.get("status") in ("paused", "stopped", "failed"):
-            return True
-        return (now() - beat["beat_at"]).total_seconds() > heartbeat_timeout
+        beat = relay_beat(meta, table, direction)
+        return beat is None or beat.halted or beat.silent(now(), heartbeat_timeout)
 
     def drained_through() -> dt.datetime | None:
         if direction == FORWARD:
@@ -129,19 +127,16 @@ class Operations:
     def state(self) -> StateStore:
         return StateStore(self.meta, self.table)
 
-    def _mode(self) -> str:
-        return self.state.migration().get("writer") or WRITER_DYNAMODB
-
     def cut_over(self) -> dict[str, Any]:
         migration = self.state.migration()
-        if self._mode() == WRITER_MONGODB:
+        if migration.writer == WRITER_MONGODB:
             self.forward.stop()
-            log.info("%s: already cut over at %s; forward sync stays stopped", self.table, migration.get("cut_over_at"))
+            log.info("%s: already cut over at %s; forward sync stays stopped", self.table, migration.cut_over_at)
             return {"writer": WRITER_MONGODB, "already": True}
-        if migration.get("phase") not in ("forward_caught_up", "rolled_back"):
+        if not migration.reached(Phase.FORWARD_CAUGHT_UP) or migration.reached(Phase.CUT_OVER):
             raise OperationRefused(
-                f"table {self.table!r} is in phase {migration.get('phase')!r}: cut over only after the migration DAG "
-                f"passed its lag sensor (phase forward_caught_up) or after a rollback"
+                f"table {self.table!r} is in phase {migration.phase or 'not started'}: cut over only after the "
+                f"migration DAG passed its lag sensor (phase {Phase.FORWARD_CAUGHT_UP}) or after a rollback"
             )
         # Backward sync may have been paused by a rollback: it resumes from its checkpoint.
         self.backward.start()
@@ -159,23 +154,23 @@ class Operations:
                          "DynamoDB")
         self.forward.stop()
         _wait(self.forward.stopped, self.timeout_seconds, self.poll_seconds, "forward sync stopping")
-        self.state.update_migration(writer=WRITER_MONGODB, phase="cut_over", cut_over_at=now())
+        self.state.update_migration(writer=WRITER_MONGODB, phase=Phase.CUT_OVER, cut_over_at=now())
         log.info("%s: cut over; MongoDB is the writer, backward sync keeps DynamoDB current", self.table)
         return {"writer": WRITER_MONGODB, "began": began, **drained}
 
     def rollback(self, resume_forward: bool = True) -> dict[str, Any]:
         migration = self.state.migration()
-        if self._mode() == WRITER_DYNAMODB and migration.get("phase") == "rolled_back":
+        if migration.writer == WRITER_DYNAMODB and migration.phase == Phase.ROLLED_BACK:
             self.backward.stop()
             if resume_forward:
                 self.forward.start()
             return {"writer": WRITER_DYNAMODB, "already": True}
-        if self._mode() != WRITER_MONGODB:
+        if migration.writer != WRITER_MONGODB:
             raise OperationRefused(
-                f"table {self.table!r} was not cut over (phase {migration.get('phase')!r}): DynamoDB is still the "
-                f"writer, there is nothing to roll back"
+                f"table {self.table!r} was not cut over (phase {migration.phase or 'not started'}): DynamoDB is "
+                f"still the writer, there is nothing to roll back"
             )
-        if migration.get("phase") == "finished":
+        if migration.phase == Phase.FINISHED:
             raise OperationRefused(f"table {self.table!r} is finished: both syncs are stopped for good")
         began = now()
         log.info("%s: rollback began; waiting for backward sync to apply every MongoDB write", self.table)
@@ -185,7 +180,7 @@ class Operations:
         _wait(self.backward.stopped, self.timeout_seconds, self.poll_seconds, "backward sync stopping")
         if resume_forward:
             self.forward.start()
-        self.state.update_migration(writer=WRITER_DYNAMODB, phase="rolled_back", rolled_back_at=now())
+        self.state.update_migration(writer=WRITER_DYNAMODB, phase=Phase.ROLLED_BACK, rolled_back_at=now())
         log.info("%s: rolled back; DynamoDB is the writer again (forward sync %s)", self.table,
                  "resumed" if resume_forward else "stays stopped")
         return {"writer": WRITER_DYNAMODB, "began": began, "forward_resumed": resume_forward, **drained}
@@ -193,10 +188,10 @@ class Operations:
     def finish(self, collection: Any, dynamodb: Any, source_table: str, strip_metadata: bool = False,
                disable_stream: bool = False) -> dict[str, Any]:
         migration = self.state.migration()
-        if migration.get("phase") != "finished" and self._mode() != WRITER_MONGODB:
+        if migration.phase != Phase.FINISHED and migration.writer != WRITER_MONGODB:
             raise OperationRefused(
-                f"table {self.table!r} is not cut over (phase {migration.get('phase')!r}): finish ends the migration "
-                f"with MongoDB as the writer; cut over first"
+                f"table {self.table!r} is not cut over (phase {migration.phase or 'not started'}): finish ends the "
+                f"migration with MongoDB as the writer; cut over first"
             )
         self.forward.stop()
         self.backward.stop()
@@ -205,8 +200,7 @@ class Operations:
         facts: dict[str, Any] = {"writer": WRITER_MONGODB}
         if strip_metadata:
             facts["metadata_removed"] = collection.update_many({"_ddb": {"$exists": True}}, {"$unset": {"_ddb": ""}}).modified_count
-        stream = migration.get("stream") or {}
-        if disable_stream and stream.get("enabled_by_us"):
+        if disable_stream and migration.stream_enabled_by_us:
             description = dynamodb.describe_table(TableName=source_table)["Table"]
             if (description.get("StreamSpecification") or {}).get("StreamEnabled"):
                 dynamodb.update_table(TableName=source_table, StreamSpecification={"StreamEnabled": False})
@@ -214,5 +208,5 @@ class Operations:
         elif disable_stream:
             facts["stream_disabled"] = False
             log.info("%s: the stream was there before the migration; it is left enabled", self.table)
-        self.state.update_migration(phase="finished", finished_at=now())
+        self.state.update_migration(phase=Phase.FINISHED, finished_at=now())
         return facts

@@ -17,7 +17,7 @@ from pymongo import DESCENDING, MongoClient
 from dynamo2mongo.sync import lag_history
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.sync.echo import CONFLICTS
-from dynamo2mongo.state import FILES, StateStore
+from dynamo2mongo.state import FILES, Migration, Phase, StateStore
 from dynamo2mongo.operations.status import key_text, quarantine_summary, table_status
 
 RECENT_CONFLICTS = 10
@@ -39,11 +39,11 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
-def full_load_counts(client: MongoClient, table: TableConfig, migration: dict[str, Any]) -> dict[str, Any] | None:
+def full_load_counts(client: MongoClient, table: TableConfig, migration: Migration) -> dict[str, Any] | None:
     """The last run's full load: the reconciled summary once reconcile ran, else live per-file results."""
     meta = client[table.metadata_database]
-    run_id = migration.get("last_run_id")
-    export = StateStore(meta, table.name).export_for_run(run_id) if run_id else None
+    run_id = migration.last_run_id
+    export = migration.export_for_run(run_id) if run_id else None
     counts: dict[str, Any] = {"export_items": export.get("item_count") if export else None}
     if export and export.get("export_id"):
         files = list(meta[FILES].find({"table": table.name, "export_id": export["export_id"]},
@@ -56,8 +56,9 @@ def full_load_counts(client: MongoClient, table: TableConfig, migration: dict[st
             imported=sum(int(f.get("imported_items") or 0) for f in files),
             quarantined=sum(int(f.get("quarantined") or 0) for f in files),
         )
-    summary = migration.get("full_load")
-    if summary and summary.get("manifest_items") is not None and migration.get("phase") != "exported":
+    summary = migration.full_load
+    # A new run's export makes the last run's summary stale until its own reconcile.
+    if summary.get("manifest_items") is not None and migration.phase != Phase.EXPORTED:
         counts.update(reconciled=summary)
     return counts if any(v is not None for v in counts.values()) else None
 
@@ -80,15 +81,15 @@ def table_view(client: MongoClient, configuration: Configuration, table: TableCo
         "target": f"{table.database}.{table.collection}",
         "engines": {"forward": table.sync.forward, "backward": table.sync.backward},
         "lag_alert_seconds": table.on_call.lag_alert_seconds,
-        "lag_alerts": {k: v for k, v in (migration.get("lag_alerts") or {}).items() if v},
+        "lag_alerts": migration.lag_alerts,
         "counts": full_load_counts(client, table, migration),
         "lag_history": lag_history.series(meta, table.name, at - dt.timedelta(hours=hours)),
         "recent_conflicts": recent_conflicts(client, table),
         "quarantine": {**row["quarantine"], "latest": [
             {**entry, "key": key_text(entry["key"])}
             for entry in quarantine_summary(meta, table.name, RECENT_QUARANTINED)["latest"]]},
-        "quarantine_alert": migration.get("quarantine_alert"),
-        "updated_at": migration.get("updated_at"),
+        "quarantine_alert": migration.quarantine_alert,
+        "updated_at": migration.updated_at,
     })
 
 

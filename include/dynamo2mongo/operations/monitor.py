@@ -25,16 +25,12 @@ from dynamo2mongo.sync.checkpoints import aware
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.sync.lag import LagReport
 from dynamo2mongo.sync.quarantine import ensure_indexes as ensure_quarantine_indexes
-from dynamo2mongo.state import StateStore
+from dynamo2mongo.state import Migration, Phase, StateStore
 from dynamo2mongo.operations.status import key_text, table_status
 
 log = logging.getLogger(__name__)
 
 DIRECTIONS = ("forward", "backward")
-# Phases in which the forward relay or function is expected to apply changes. Before the full load
-# it only waits; after ``finished`` nothing syncs any more.
-SYNCING_PHASES = frozenset({"exported", "full_load_done", "full_load_mismatch", "forward_caught_up", "cut_over",
-                            "rolled_back"})
 
 
 @dataclass(frozen=True)
@@ -55,11 +51,17 @@ class Alert:
                 "message": self.message, "lag_seconds": self.lag_seconds}
 
 
-def _breach(table: TableConfig, direction: str, report: dict[str, Any], migration: dict[str, Any]) -> str | None:
+def _syncing(migration: Migration) -> bool:
+    """Whether the forward relay or function is expected to apply changes: from the export on (before,
+    it only waits) until the migration is finished (then nothing syncs any more)."""
+    return migration.reached(Phase.EXPORTED) and migration.phase < Phase.FINISHED
+
+
+def _breach(table: TableConfig, direction: str, report: dict[str, Any], migration: Migration) -> str | None:
     """Why this direction is in breach now; None when it is not (or cannot be judged yet)."""
     if report.get("fatal"):
         return str(report["fatal"])
-    if direction == "forward" and not migration.get("forward_caught_up_at"):
+    if direction == "forward" and not migration.forward_caught_up_at:
         # Until the lag sensor first passed, a large lag is the initial catch-up, not an incident:
         # the sensor and the full-load deadline watch that stretch.
         return None
@@ -142,17 +144,17 @@ def check_table(client: MongoClient, configuration: Configuration, table: TableC
     migration = state.migration()
     row = table_status(client, configuration, table, at, migration)
     alerts = []
-    quarantined = _quarantine_transition(table, row["quarantine"], migration.get("quarantine_alert"), at)
+    quarantined = _quarantine_transition(table, row["quarantine"], migration.quarantine_alert, at)
     if quarantined is not None:
         alerts.append(quarantined)
-    if migration.get("phase") not in SYNCING_PHASES:
+    if not _syncing(migration):
         return row, alerts
     if table.sync.forward == "lambda" and measure_lambda is not None:
         measured = measure_lambda(table)
         row["forward"] = {"engine": "lambda", **measured.as_dict()}
         # `dynamo2mongo status` and the dashboard read the Lambda engine's lag from here.
         state.update_migration(forward_lag=measured.as_dict())
-    open_breaches = migration.get("lag_alerts") or {}
+    open_breaches = migration.lag_alerts
     for direction in DIRECTIONS:
         report = row[direction]
         lag_history.record(meta, table.name, direction,

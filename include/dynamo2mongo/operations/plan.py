@@ -17,17 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamo2mongo.config import MILESTONES, PlanConfig, PoolsConfig, TableConfig
+from dynamo2mongo.state import WRITER_MONGODB, Migration, Phase
 
 # The task of the migration DAG whose success is the milestone.
-MILESTONE_TASKS = {"full_load_done": "reconcile", "forward_caught_up": "wait_forward_lag"}
+MILESTONE_TASKS = {Phase.FULL_LOAD_DONE: "reconcile", Phase.FORWARD_CAUGHT_UP: "wait_forward_lag"}
 
 EXPORT_POOL = "dynamo2mongo_exports"
 IMPORT_POOL = "dynamo2mongo_imports"
 
-# Phases of the migration state (``migrations.phase``) in which the full load is complete, and in
-# which forward sync has caught up; the operations DAG moves a table on to the later ones.
-FULL_LOAD_DONE_PHASES = ("full_load_done", "forward_caught_up", "cut_over", "rolled_back", "finished")
-CAUGHT_UP_PHASES = ("forward_caught_up", "cut_over", "rolled_back", "finished")
 # Runs someone started on purpose (the trigger form, the CLI, a backfill, "materialize" on an asset),
 # as opposed to a schedule tick, an upstream wave's asset event or another DAG's trigger.
 DELIBERATE_RUN_TYPES = ("manual", "backfill", "asset_materialization")
@@ -49,21 +46,21 @@ def trigger_description(plan: PlanConfig, table: TableConfig) -> str:
     return f"schedule {table.schedule}" if table.schedule else "manual trigger"
 
 
-def next_action(plan: PlanConfig, table: TableConfig, migration: dict[str, Any]) -> str:
+def next_action(plan: PlanConfig, table: TableConfig, migration: Migration) -> str:
     """The next thing that happens to the table, for on-call: its trigger, or the step it waits for."""
-    phase = migration.get("phase")
+    phase = migration.phase
     operations = f"{table.dag_id}__operations"
     if phase is None:
         return trigger_description(plan, table)
-    if phase == "full_load_mismatch":
-        return f"fix the files reconcile lists, then clear reconcile of run {migration.get('last_run_id')}"
-    if phase in ("preflight_passed", "exported"):
-        return f"full load of run {migration.get('last_run_id')} in progress"
-    if phase == "full_load_done":
+    if phase == Phase.FULL_LOAD_MISMATCH:
+        return f"fix the files reconcile lists, then clear reconcile of run {migration.last_run_id}"
+    if phase < Phase.FULL_LOAD_MISMATCH:
+        return f"full load of run {migration.last_run_id} in progress"
+    if phase == Phase.FULL_LOAD_DONE:
         return "wait_forward_lag: forward sync catching up"
-    if phase in ("forward_caught_up", "rolled_back"):
+    if phase < Phase.CUT_OVER:
         return f"cut_over when the application is ready ({operations})"
-    if phase == "cut_over":
+    if phase == Phase.CUT_OVER:
         return f"finish, or rollback ({operations})"
     return "none: the migration is finished"
 
@@ -74,7 +71,7 @@ class GateDecision:
     reason: str
 
 
-def gate(table: str, migration: dict[str, Any], run_id: str, run_type: str) -> GateDecision:
+def gate(table: str, migration: Migration, run_id: str, run_type: str) -> GateDecision:
     """Whether a migration DAG run may do the table's full load.
 
     A schedule tick or an upstream wave's asset event (an upstream run cleared and run again emits its
@@ -84,16 +81,16 @@ def gate(table: str, migration: dict[str, Any], run_id: str, run_type: str) -> G
     overwrite the new application's writes. A cleared run finds its own progress (the state names it as
     the last run) and resumes.
     """
-    phase = migration.get("phase")
+    phase = migration.phase
     deliberate = run_type in DELIBERATE_RUN_TYPES
-    if migration.get("writer") == "mongodb" or phase in ("cut_over", "finished"):
+    if migration.writer == WRITER_MONGODB or migration.reached(Phase.CUT_OVER):
         reason = (
             f"table {table!r} is {phase} and MongoDB is the writer: a full load would overwrite the new "
             f"application's writes. Roll back first (operation rollback of the operations DAG) to migrate it again"
         )
         return GateDecision("refuse" if deliberate else "skip", reason)
-    last_run = migration.get("last_run_id")
-    if not deliberate and phase in FULL_LOAD_DONE_PHASES and last_run != run_id:
+    last_run = migration.last_run_id
+    if not deliberate and migration.reached(Phase.FULL_LOAD_DONE) and last_run != run_id:
         return GateDecision("skip", (
             f"table {table!r} already has a full load (phase {phase}, run {last_run}); this {run_type} run does not "
             f"redo it. Trigger the DAG by hand to redo the full load"
@@ -101,10 +98,10 @@ def gate(table: str, migration: dict[str, Any], run_id: str, run_type: str) -> G
     return GateDecision("run", f"table {table!r}: phase {phase or 'not started'}; {run_type} run {run_id} proceeds")
 
 
-def full_load_risk(table: TableConfig, migration: dict[str, Any], run_id: str) -> str | None:
+def full_load_risk(table: TableConfig, migration: Migration, run_id: str) -> str | None:
     """The alert for a run that reached its deadline before forward sync caught up, or None if it has."""
-    phase = migration.get("phase")
-    if phase in CAUGHT_UP_PHASES:
+    phase = migration.phase
+    if migration.reached(Phase.FORWARD_CAUGHT_UP):
         return None
     return (
         f"table {table.name!r}: run {run_id} has not caught up with the stream {table.on_call.full_load_deadline_hours} h "

@@ -21,16 +21,16 @@ from dynamo2mongo.sync.echo import CONFLICTS
 from dynamo2mongo.sync.lag import LagReport, backward_relay_lag, relay_lag
 from dynamo2mongo.operations.plan import next_action
 from dynamo2mongo.sync.quarantine import Quarantine
-from dynamo2mongo.state import StateStore
+from dynamo2mongo.state import Migration, StateStore
 from dynamo2mongo.finish.verify import latest_report
 
 
-def _forward(meta: Database, table: TableConfig, migration: dict[str, Any], at: dt.datetime) -> LagReport:
+def _forward(meta: Database, table: TableConfig, migration: Migration, at: dt.datetime) -> LagReport:
     if table.sync.forward == "relay":
-        return relay_lag(meta, table.name, (migration.get("stream") or {}).get("arn"),
+        return relay_lag(meta, table.name, migration.stream_arn,
                          table.sync.heartbeat_timeout_seconds, table.sync.retention_alarm_hours, at)
     # The Lambda engine's lag needs CloudWatch; the lag sensor's last measurement is in the state.
-    measured = migration.get("forward_lag") or {}
+    measured = migration.forward_lag
     if measured.get("lag_seconds") is None:
         return LagReport(None, "lambda: not measured yet (the lag sensor records it)")
     return LagReport(measured["lag_seconds"], f"lambda, as the lag sensor last measured: {measured.get('detail')}")
@@ -57,7 +57,7 @@ def quarantine_summary(meta: Database, table: str, newest: int = NEWEST_QUARANTI
 
 
 def table_status(client: MongoClient, configuration: Configuration, table: TableConfig,
-                 at: dt.datetime, migration: dict[str, Any] | None = None) -> dict[str, Any]:
+                 at: dt.datetime, migration: Migration | None = None) -> dict[str, Any]:
     """One table's row; ``migration``, its state document when the caller has read it already."""
     meta = client[table.metadata_database]
     if migration is None:
@@ -72,16 +72,16 @@ def table_status(client: MongoClient, configuration: Configuration, table: Table
         "table": table.name,
         "dag_id": table.dag_id,
         "wave": configuration.plan.wave_of(table.name),
-        "phase": migration.get("phase"),
-        "writer": migration.get("writer") or "dynamodb",
-        "last_run_id": migration.get("last_run_id"),
+        "phase": migration.phase,
+        "writer": migration.writer,
+        "last_run_id": migration.last_run_id,
         "forward": {"engine": table.sync.forward, **forward.as_dict()},
         "backward": {"engine": table.sync.backward, **backward.as_dict()},
         "conflicts": meta[CONFLICTS].count_documents({"table": table.name}),
         "quarantine": quarantine_summary(meta, table.name),
         "verification": _verification(meta, table),
         "next": next_action(configuration.plan, table, migration),
-        "alert": (migration.get("alert") or {}).get("message"),
+        "alert": migration.alert_message,
     }
 
 

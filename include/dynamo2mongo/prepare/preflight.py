@@ -18,6 +18,7 @@ from dynamo2mongo.config import TableConfig
 from dynamo2mongo.mongo_tls import tls_problem
 from dynamo2mongo.prepare.stream import REQUIRED_VIEW
 from dynamo2mongo.prepare.table import TableDescription, describe_table
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,7 @@ log = logging.getLogger(__name__)
 STREAM_RETENTION_HOURS = 24
 
 
-class PreflightFailed(RuntimeError):
+class PreflightFailed(Permanent, RuntimeError):
     def __init__(self, table: str, problems: list[str]):
         self.problems = problems
         listing = "\n".join(f"  - {p}" for p in problems)

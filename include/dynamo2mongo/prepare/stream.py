@@ -7,10 +7,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from dynamo2mongo.errors import Permanent
+
 REQUIRED_VIEW = "NEW_AND_OLD_IMAGES"
 
 
-class StreamError(RuntimeError):
+class StreamError(Permanent, RuntimeError):
     """The table's stream is in a state the migration cannot use; the message says what to do."""
 
 

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
+
+
+class TableKey(NamedTuple):
+    """The primary key: attribute names (hash first) and their types (S, N or B)."""
+
+    attrs: tuple[str, ...]
+    types: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,10 @@ class TableDescription:
     stream_view_type: str | None
     stream_enabled: bool
     pitr_enabled: bool
+
+    @property
+    def key(self) -> TableKey:
+        return TableKey(self.key_attrs, self.key_types)
 
     def summary(self) -> dict[str, Any]:
         """Small, JSON-safe facts for logs and XCom."""

@@ -31,7 +31,7 @@ from dynamo2mongo.sync.lag import LagReport, LagWatch, applied_through, relay_la
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
-from dynamo2mongo.mapping.types import document_to_item
+from dynamo2mongo.mapping import document_to_item
 from dynamo2mongo.finish.verify import verify, verify_keys
 
 ROOT = Path(__file__).resolve().parents[3]

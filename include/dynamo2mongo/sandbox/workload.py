@@ -114,7 +114,7 @@ class MongoWorkload(_Writer):
         self.touched: set[int] = set()
 
     def _document(self, index: int) -> dict[str, Any]:
-        from dynamo2mongo.mapping.types import item_to_document
+        from dynamo2mongo.mapping import item_to_document
 
         return item_to_document(sample.item(index), self.key_attrs)
 

@@ -56,9 +56,10 @@ from dynamo2mongo.mapping.keys import MissingKeyField, document_id, key_fields
 from dynamo2mongo.sync.keystate import KeyState, KeyStates
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes, restore
-from dynamo2mongo.mapping.types import (
+from dynamo2mongo.mapping import (
     DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable, document_to_item, item_problems, item_to_document,
 )
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -75,11 +76,11 @@ _MID_WRITE_PAUSE = 0.02
 _ITEM_REFUSALS = ("ValidationException",)
 
 
-class BackwardApplyError(RuntimeError):
+class BackwardApplyError(Permanent, RuntimeError):
     """A change cannot be written to DynamoDB; the message names the table and the key."""
 
 
-class StreamEnded(RuntimeError):
+class StreamEnded(Permanent, RuntimeError):
     """The change stream was invalidated (collection dropped or renamed); syncing cannot go on."""
 
 

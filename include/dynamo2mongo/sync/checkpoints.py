@@ -6,7 +6,8 @@ so a relay killed at any point resumes after the last applied batch: at worst it
 batch's successors again, which the apply functions make harmless.
 
 ``relays`` holds one heartbeat per table and direction: who runs it, when it last beat and what it
-has done, for the DAG's sensors and for on-call.
+has done, for the DAG's sensors and for on-call. ``RelayStatus`` names what a relay reports;
+``RelayBeat`` says what a heartbeat means, for every reader.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from pymongo.database import Database
@@ -61,6 +64,16 @@ def relay_id(table: str, direction: str) -> str:
     return f"{table}/{direction}"
 
 
+class RelayStatus(StrEnum):
+    WAITING_FOR_FULL_LOAD = "waiting for full load"
+    WAITING_FOR_FORWARD = "waiting for forward sync to catch up"
+    APPLYING = "applying"
+    # By an operation's control flag; the checkpoints keep the position.
+    PAUSED = "paused"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+
 class Heartbeat:
     """The relay's heartbeat document; ``beat`` is cheap enough to call after every batch."""
 
@@ -71,7 +84,7 @@ class Heartbeat:
         self._last: dt.datetime | None = None
         self.started_at = now()
 
-    def beat(self, status: str, force: bool = False, **facts: Any) -> None:
+    def beat(self, status: RelayStatus, force: bool = False, **facts: Any) -> None:
         moment = now()
         if not force and self._last is not None and moment - self._last < self.every:
             return
@@ -98,3 +111,67 @@ def read_heartbeat(database: Database, table: str, direction: str) -> dict[str, 
         for key in ("beat_at", "started_at"):
             document[key] = aware(document.get(key))
     return document
+
+
+@dataclass(frozen=True)
+class RelayBeat:
+    """A relay's last heartbeat, read: whether it applies, has halted or has gone silent."""
+
+    document: dict[str, Any]
+
+    @property
+    def status(self) -> str | None:
+        return self.document.get("status")
+
+    @property
+    def applying(self) -> bool:
+        return self.status == RelayStatus.APPLYING
+
+    @property
+    def waiting(self) -> bool:
+        """Started, but holding off until the migration reaches its phase."""
+        return self.status in (RelayStatus.WAITING_FOR_FULL_LOAD, RelayStatus.WAITING_FOR_FORWARD)
+
+    @property
+    def stopped(self) -> bool:
+        return self.status == RelayStatus.STOPPED
+
+    @property
+    def failed(self) -> bool:
+        return self.status == RelayStatus.FAILED
+
+    @property
+    def halted(self) -> bool:
+        """Applies nothing until someone acts: paused by an operation, stopped, or failed."""
+        return self.status in (RelayStatus.PAUSED, RelayStatus.STOPPED, RelayStatus.FAILED)
+
+    def age(self, at: dt.datetime) -> float:
+        return max(0.0, (at - self.document["beat_at"]).total_seconds())
+
+    def silent(self, at: dt.datetime, timeout: float) -> bool:
+        """No beat for longer than ``timeout``: a dead relay applies nothing."""
+        return self.age(at) > timeout
+
+    def applies(self, at: dt.datetime, timeout: float) -> bool:
+        return self.applying and not self.silent(at, timeout)
+
+    @property
+    def host(self) -> str | None:
+        return self.document.get("host")
+
+    @property
+    def pid(self) -> int | None:
+        return self.document.get("pid")
+
+    @property
+    def error(self) -> str | None:
+        return self.document.get("error")
+
+    @property
+    def caught_up_at(self) -> dt.datetime | None:
+        return aware(self.document.get("caught_up_at"))
+
+
+def relay_beat(database: Database, table: str, direction: str) -> RelayBeat | None:
+    document = read_heartbeat(database, table, direction)
+    return RelayBeat(document) if document is not None else None

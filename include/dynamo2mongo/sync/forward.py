@@ -47,7 +47,8 @@ from dynamo2mongo.sync.keystate import KeyState, KeyStates
 from dynamo2mongo.mongo_errors import DUPLICATE_KEY, other_unique_index
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes, restore
-from dynamo2mongo.mapping.types import RESERVED, Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.mapping import RESERVED, Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ UNKNOWN = "?"
 CONFLICT_TOKEN = "c"
 
 
-class ForwardApplyError(RuntimeError):
+class ForwardApplyError(Permanent, RuntimeError):
     """A stream record cannot be applied; the message names the table, the key and the sequence number."""
 
 

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, read_heartbeat
+from dynamo2mongo.sync.checkpoints import CheckpointStore, RelayBeat, aware, relay_beat
 
 if TYPE_CHECKING:
     from dynamo2mongo.config import SyncConfig
@@ -60,15 +60,19 @@ def _retention_check(report: LagReport, alarm_hours: int) -> LagReport:
     return report
 
 
+def _beat_facts(beat: RelayBeat, at: dt.datetime) -> dict[str, Any]:
+    return {"relay_status": beat.status, "heartbeat_age_seconds": round(beat.age(at), 1), "host": beat.host}
+
+
 def relay_lag(meta: Database, table: str, stream_arn: str | None, heartbeat_timeout: float, alarm_hours: int,
               at: dt.datetime) -> LagReport:
     """The relay's lag from its heartbeat and shard checkpoints."""
-    beat = read_heartbeat(meta, table, DIRECTION)
+    beat = relay_beat(meta, table, DIRECTION)
     if beat is None:
         return LagReport(None, "the forward relay has not started (no heartbeat)")
-    beat_age = _seconds(at, beat.get("beat_at")) or 0.0
-    facts = {"relay_status": beat.get("status"), "heartbeat_age_seconds": round(beat_age, 1), "host": beat.get("host")}
-    if beat.get("status") == "waiting for full load":
+    beat_age = beat.age(at)
+    facts = _beat_facts(beat, at)
+    if beat.waiting:
         return LagReport(None, "the forward relay waits for the full load to finish", facts=facts)
     checkpoints = CheckpointStore(meta, table, DIRECTION).load(stream_arn)
     open_shards = [c for c in checkpoints.values() if not c.get("done")]
@@ -84,30 +88,29 @@ def relay_lag(meta: Database, table: str, stream_arn: str | None, heartbeat_time
         lag = max(b for b in bounds if b is not None)
         report = LagReport(lag, f"{lag:.1f} s behind over {len(open_shards)} open shard(s)", facts=facts)
     report = _retention_check(report, alarm_hours)
-    if report.fatal is None and beat.get("status") == "stopped":
-        report.detail = f"the forward relay on {beat.get('host')} has stopped; {report.detail}"
+    if report.fatal is None and beat.stopped:
+        report.detail = f"the forward relay on {beat.host} has stopped; {report.detail}"
         report.lag_seconds = max(report.lag_seconds or 0.0, beat_age)
-    elif report.fatal is None and beat_age > heartbeat_timeout:
+    elif report.fatal is None and beat.silent(at, heartbeat_timeout):
         # A dead relay applies nothing: its lag grows with its silence.
-        report.detail = f"the forward relay's heartbeat is {beat_age:.0f} s old (pid {beat.get('pid')} on {beat.get('host')})"
+        report.detail = f"the forward relay's heartbeat is {beat_age:.0f} s old (pid {beat.pid} on {beat.host})"
         report.lag_seconds = max(report.lag_seconds or 0.0, beat_age)
     return report
 
 
 def backward_relay_lag(meta: Database, table: str, heartbeat_timeout: float, at: dt.datetime) -> LagReport:
     """The backward relay's lag: how long ago it last read everything the change stream had."""
-    beat = read_heartbeat(meta, table, "backward")
+    beat = relay_beat(meta, table, "backward")
     if beat is None:
         return LagReport(None, "the backward relay has not started (no heartbeat)")
-    status = beat.get("status")
-    beat_age = _seconds(at, beat.get("beat_at")) or 0.0
-    facts = {"relay_status": status, "heartbeat_age_seconds": round(beat_age, 1), "host": beat.get("host")}
-    if status == "failed":
-        return LagReport(None, f"the backward relay failed: {beat.get('error')}", fatal=beat.get("error"), facts=facts)
-    if status != "applying":
-        return LagReport(None, f"the backward relay is {status}", facts=facts)
-    lag = _seconds(at, beat.get("caught_up_at"))
-    if beat_age > heartbeat_timeout:
+    beat_age = beat.age(at)
+    facts = _beat_facts(beat, at)
+    if beat.failed:
+        return LagReport(None, f"the backward relay failed: {beat.error}", fatal=beat.error, facts=facts)
+    if not beat.applying:
+        return LagReport(None, f"the backward relay is {beat.status}", facts=facts)
+    lag = _seconds(at, beat.caught_up_at)
+    if beat.silent(at, heartbeat_timeout):
         return LagReport(max(lag or 0.0, beat_age), f"the backward relay's heartbeat is {beat_age:.0f} s old", facts=facts)
     if lag is None:
         return LagReport(None, "the backward relay has not reached the change stream's end yet", facts=facts)

@@ -23,7 +23,7 @@ from dynamo2mongo.sync.echo import TOMBSTONE, EchoLedger
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes
-from dynamo2mongo.mapping.types import RESERVED, Unrepresentable
+from dynamo2mongo.mapping import RESERVED, Unrepresentable
 
 
 @dataclass

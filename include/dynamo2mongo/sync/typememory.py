@@ -25,7 +25,7 @@ from typing import Any
 
 from bson import Binary, Decimal128, Int64
 
-from dynamo2mongo.mapping.types import RESERVED
+from dynamo2mongo.mapping import RESERVED
 
 _NUMBERS = (int, Int64, float, Decimal128)
 

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamo2mongo.fullload.export import ddbjson, ion
+from dynamo2mongo.errors import Permanent
 
 
-class ManifestError(ValueError):
+class ManifestError(Permanent, ValueError):
     """A manifest is missing a field or is not the JSON AWS documents."""
 
 

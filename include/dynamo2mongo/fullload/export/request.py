@@ -9,10 +9,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from dynamo2mongo.errors import Permanent
+
 _TOKEN_NAMESPACE = uuid.UUID("2f0d8c57-8d55-4c1c-9a57-6a0c0f7b5e1d")
 
 
-class ExportError(RuntimeError):
+class ExportError(Permanent, RuntimeError):
     """The export cannot start or did not complete; the message says what to do."""
 
 

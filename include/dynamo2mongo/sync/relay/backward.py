@@ -21,7 +21,7 @@ from bson import Timestamp
 from pymongo.errors import PyMongoError
 
 from dynamo2mongo.sync import backward
-from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat, now
+from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat, RelayStatus, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.sync.echo import TO_MONGODB, EchoLedger
 from dynamo2mongo.sync.keystate import KeyStates
@@ -30,13 +30,12 @@ from dynamo2mongo.sync.lag_history import LagSampler
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes
 from dynamo2mongo.sync.relay.forward import RelayError
-from dynamo2mongo.state import PauseFlag, StateStore
+from dynamo2mongo.state import PauseFlag, Phase, StateStore
 
 log = logging.getLogger(__name__)
 
 DIRECTION = "backward"
 POSITION = "change_stream"
-READY_PHASES = ("forward_caught_up", "cut_over", "rolled_back")
 
 
 class BackwardRelay:
@@ -80,14 +79,15 @@ class BackwardRelay:
     def wait_until_ready(self) -> bool:
         while not self.stop.is_set():
             migration = self.state.migration()
-            if migration.get("phase") in READY_PHASES or migration.get("backward_sync_started"):
-                self.key_attrs = tuple((migration.get("source") or {}).get("key") or ())
-                types = (migration.get("source") or {}).get("key_types") or {}
-                self.key_types = {name: types[name] for name in self.key_attrs if name in types} or None
+            # Once finished, the control flag keeps the relay paused.
+            if migration.reached(Phase.FORWARD_CAUGHT_UP) or migration.sync_started(DIRECTION):
+                self.key_attrs = migration.key_attrs
+                key = migration.key
+                self.key_types = key.types if key is not None else None
                 if not self.key_attrs:
                     raise RelayError(f"table {self.config.name!r}: the migration state names no key; run preflight first")
                 return True
-            self.heartbeat.beat("waiting for forward sync to catch up", phase=migration.get("phase"))
+            self.heartbeat.beat(RelayStatus.WAITING_FOR_FORWARD, phase=migration.phase)
             self.stop.wait(self.poll_seconds)
         return False
 
@@ -201,12 +201,12 @@ class BackwardRelay:
             if self.paused():
                 # Stopped by an operation (rollback, finish); the resume token keeps the position.
                 self.close()
-                self.heartbeat.beat("paused", **self._facts())
+                self.heartbeat.beat(RelayStatus.PAUSED, **self._facts())
                 self.stop.wait(self.poll_seconds)
                 continue
             try:
                 self.step()
-                self.heartbeat.beat("applying", caught_up_at=self.caught_up_at, **self._facts())
+                self.heartbeat.beat(RelayStatus.APPLYING, caught_up_at=self.caught_up_at, **self._facts())
                 self.lag_sampler.maybe_record()
                 backoff = self.poll_seconds
             except (BotoCoreError, ClientError, PyMongoError) as error:
@@ -216,5 +216,5 @@ class BackwardRelay:
                 self.stop.wait(backoff)
                 backoff = min(backoff * 2, 60.0)
         self.close()
-        self.heartbeat.beat("stopped", force=True, **self._facts())
+        self.heartbeat.beat(RelayStatus.STOPPED, force=True, **self._facts())
         return self.totals

@@ -32,7 +32,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from dynamo2mongo.sync import forward
-from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat, now
+from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat, RelayStatus, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.sync.echo import EchoLedger
 from dynamo2mongo.sync.keystate import KeyStates
@@ -40,16 +40,15 @@ from dynamo2mongo.sync.lag import relay_lag
 from dynamo2mongo.sync.lag_history import LagSampler
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.typememory import TableTypes
-from dynamo2mongo.state import PauseFlag, StateStore
+from dynamo2mongo.state import PauseFlag, Phase, StateStore
+from dynamo2mongo.errors import Permanent
 
 log = logging.getLogger(__name__)
 
 DIRECTION = "forward"
-# Phases in which the full load is reconciled (the later ones come from the lag sensor and operations).
-READY_PHASES = ("full_load_done", "forward_caught_up", "cut_over", "rolled_back")
 
 
-class RelayError(RuntimeError):
+class RelayError(Permanent, RuntimeError):
     """The relay cannot go on without losing data; the message says what happened and what to do."""
 
 
@@ -121,16 +120,17 @@ class ForwardRelay:
         """Heartbeat while the full load is not reconciled yet; False when stopped meanwhile."""
         while not self.stop.is_set():
             migration = self.state.migration()
-            if migration.get("phase") in READY_PHASES or migration.get("forward_sync_started"):
-                self.stream_arn = (migration.get("stream") or {}).get("arn")
-                self.key_attrs = tuple((migration.get("source") or {}).get("key") or ())
+            # Once finished, the control flag keeps the relay paused: the full load stays reconciled.
+            if migration.reached(Phase.FULL_LOAD_DONE) or migration.sync_started(DIRECTION):
+                self.stream_arn = migration.stream_arn
+                self.key_attrs = migration.key_attrs
                 if not self.stream_arn or not self.key_attrs:
                     raise RelayError(
                         f"table {self.config.name!r}: the migration state names no stream or key; run the DAG's "
                         f"preflight and enable_stream tasks first"
                     )
                 return True
-            self.heartbeat.beat("waiting for full load", phase=migration.get("phase"))
+            self.heartbeat.beat(RelayStatus.WAITING_FOR_FULL_LOAD, phase=migration.phase)
             self.stop.wait(self.poll_seconds)
         return False
 
@@ -293,11 +293,11 @@ class ForwardRelay:
             try:
                 if self.paused():
                     # Stopped by an operation (cut-over); the checkpoints keep the position.
-                    self.heartbeat.beat("paused", **self._facts())
+                    self.heartbeat.beat(RelayStatus.PAUSED, **self._facts())
                     self.stop.wait(self.poll_seconds)
                     continue
                 read = self.step()
-                self.heartbeat.beat("applying", **self._facts())
+                self.heartbeat.beat(RelayStatus.APPLYING, **self._facts())
                 self.lag_sampler.maybe_record()
             except (BotoCoreError, ClientError, PyMongoError) as error:
                 # Throttling, a network blip or a primary stepping down heal by themselves; every
@@ -311,5 +311,5 @@ class ForwardRelay:
             backoff = self.poll_seconds
             if read == 0:
                 self.stop.wait(self.poll_seconds)
-        self.heartbeat.beat("stopped", force=True, **self._facts())
+        self.heartbeat.beat(RelayStatus.STOPPED, force=True, **self._facts())
         return self.totals
