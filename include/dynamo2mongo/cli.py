@@ -95,7 +95,8 @@ def relay_backward(args: argparse.Namespace) -> int:
     import boto3
     from pymongo import MongoClient
 
-    from dynamo2mongo.sync.backward import BackwardApplyError, StreamEnded
+    from dynamo2mongo.sync.dynamodb_items import BackwardApplyError
+    from dynamo2mongo.sync.events import StreamEnded
     from dynamo2mongo.mongo_tls import require_tls
     from dynamo2mongo.sync.checkpoints import RelayStatus
     from dynamo2mongo.sync.relay.backward import BackwardRelay

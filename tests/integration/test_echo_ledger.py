@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from dynamo2mongo.sync import backward, forward
+from dynamo2mongo.sync.events import Event
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.sync.echo import CONFLICTS, TO_DYNAMODB, EchoLedger
 from dynamo2mongo.mapping import item_to_document
@@ -116,15 +117,15 @@ class Sides:
         """The application writes MongoDB (None: deletes the key); backward sync carries it over."""
         if status is None:
             self.collection.delete_one({"_id": ID})
-            event = backward.Event(ID, "delete", None, AT, {"_data": f"{self.events:04d}"})
+            event = Event(ID, "delete", None, AT, {"_data": f"{self.events:04d}"})
         else:
             self.collection.replace_one({"_id": ID}, item_to_document(self.item(status), KEYS), upsert=True)
-            event = backward.Event(ID, "upsert", self.collection.find_one({"_id": ID}), AT,
+            event = Event(ID, "upsert", self.collection.find_one({"_id": ID}), AT,
                                    {"_data": f"{self.events:04d}"})
         self.events += 1
         self.backward([event])
 
-    def backward(self, events: list[backward.Event]) -> backward.BackwardResult:
+    def backward(self, events: list[Event]) -> backward.BackwardResult:
         return backward.apply_events(events, dynamodb=self.dynamodb, source_table=TABLE, key_attrs=KEYS,
                                      collection=self.collection, ledger=self.ledger, policy="dynamodb_wins",
                                      keys=self.keys)
@@ -223,7 +224,7 @@ def test_forward_deletes_of_a_key_only_dynamodb_writes_are_each_skipped_by_backw
             sides.dynamodb.put_item(TABLE, item)
         sides.forward(sides.dynamodb.new_records())
         document = sides.collection.find_one({"_id": ID})
-        events.append(backward.Event(ID, "upsert" if document else "delete", document, AT, {"_data": str(len(events))},
+        events.append(Event(ID, "upsert" if document else "delete", document, AT, {"_data": str(len(events))},
                                      "insert" if document else "delete"))
     sides.dynamodb.put_item(TABLE, sides.item("latest"))
     result = sides.backward(events)

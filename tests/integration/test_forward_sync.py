@@ -12,6 +12,7 @@ from bson import json_util
 
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.sync import forward
+from dynamo2mongo.sync import records
 from dynamo2mongo.sync.checkpoints import CheckpointStore, read_heartbeat
 from dynamo2mongo.sync.relay.forward import ForwardRelay
 from dynamo2mongo.sandbox import sample
@@ -61,7 +62,7 @@ def test_live_writes_during_the_full_load_converge(tmp_path, bucket, dynamodb, s
     beat = read_heartbeat(mongo_client[config.metadata_database], config.name, "forward")
     assert beat["status"] == "stopped" and beat["counts"]["written"] > 0
     marked = mongo_client[config.database][config.collection].find_one({"_ddb.sync.src": "dynamodb"})
-    assert marked["_ddb"]["sync"]["h"] and len(marked["_ddb"]["sync"]["seq"]) == forward.SEQ_WIDTH
+    assert marked["_ddb"]["sync"]["h"] and len(marked["_ddb"]["sync"]["seq"]) == records.SEQ_WIDTH
 
 
 def test_relay_killed_mid_stream_resumes_without_loss(tmp_path, bucket, dynamodb, s3, mongo_client, mongo_uri, aws_env):

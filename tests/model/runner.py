@@ -32,6 +32,7 @@ from pymongo import MongoClient
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from dynamo2mongo.sync import forward
+from dynamo2mongo.sync import records
 from dynamo2mongo.mapping.canonical import canonical_item
 from dynamo2mongo.config import parse_config
 from dynamo2mongo.mapping.keys import document_id
@@ -363,7 +364,7 @@ class Runner:
         for index, it in sorted(self.history.seeded.items()):
             ddb.put_item(TableName=self.source_table, Item=it)
             document = item_to_document(it, KEY)
-            document.setdefault(RESERVED, {})["sync"] = forward.baseline_mark(it)
+            document.setdefault(RESERVED, {})["sync"] = records.baseline_mark(it)
             self.collection.insert_one(document)
             self.outcome.seeded[index] = canonical(it)
         self.tap.poll()
@@ -639,7 +640,7 @@ class Runner:
             text = "checkpoint removed: replay from TRIM_HORIZON"
         else:
             current = max(c.get("seq") or "" for c in checkpoints)
-            earlier = [forward.padded(r["dynamodb"]["SequenceNumber"]) for r in self.tap.records]
+            earlier = [records.padded(r["dynamodb"]["SequenceNumber"]) for r in self.tap.records]
             earlier = [s for s in earlier if s < current]
             if not earlier:
                 return "no-op (nothing earlier)"
@@ -651,7 +652,7 @@ class Runner:
 
     def _redeliver(self, step: dict[str, Any]) -> str:
         applied = max((c.get("seq") or "" for c in self._forward_checkpoints()), default="")
-        done = [b for b in self.batches if forward.padded(b[-1]["dynamodb"]["SequenceNumber"]) <= applied]
+        done = [b for b in self.batches if records.padded(b[-1]["dynamodb"]["SequenceNumber"]) <= applied]
         if not done:
             return "no-op (no applied batch)"
         batch = copy.deepcopy(done[int(step["fraction"] * len(done))])

@@ -7,7 +7,8 @@ import datetime as dt
 import pytest
 from bson import Timestamp
 
-from dynamo2mongo.sync import backward, forward
+from dynamo2mongo.sync import dynamodb_items
+from dynamo2mongo.sync.events import Event, StreamEnded, to_event
 from dynamo2mongo.sync.typememory import restore
 from dynamo2mongo.mapping import item_to_document
 
@@ -29,21 +30,21 @@ def _change(operation, document=None, key=None, ns=None):
 
 def test_events_carry_the_post_image_or_the_key():
     document = {"_id": {"pk": "a", "sk": 1}, "pk": "a", "sk": 1}
-    upsert = backward.to_event(_change("update", document), "c")
+    upsert = to_event(_change("update", document), "c")
     assert (upsert.op, upsert.id, upsert.document) == ("upsert", document["_id"], document)
     assert upsert.at == dt.datetime.fromtimestamp(1_800_000_000, dt.timezone.utc)
-    assert backward.to_event(_change("delete", key={"pk": "a", "sk": 1}), "c").op == "delete"
+    assert to_event(_change("delete", key={"pk": "a", "sk": 1}), "c").op == "delete"
     # Deleted before its post-image was looked up: the delete event that follows does the work.
-    assert backward.to_event(_change("update", {}, key={"pk": "a", "sk": 1}), "c").op == "gone"
-    assert backward.to_event(_change("createIndexes"), "c") is None
+    assert to_event(_change("update", {}, key={"pk": "a", "sk": 1}), "c").op == "gone"
+    assert to_event(_change("createIndexes"), "c") is None
 
 
 def test_a_drop_ends_the_stream_only_for_the_watched_collection():
-    with pytest.raises(backward.StreamEnded, match="dropped or renamed"):
-        backward.to_event(_change("drop", ns={"db": "d", "coll": "c"}), "c")
-    assert backward.to_event(_change("drop", ns={"db": "d", "coll": "other"}), "c") is None
-    with pytest.raises(backward.StreamEnded):
-        backward.to_event(_change("invalidate"), "c")
+    with pytest.raises(StreamEnded, match="dropped or renamed"):
+        to_event(_change("drop", ns={"db": "d", "coll": "c"}), "c")
+    assert to_event(_change("drop", ns={"db": "d", "coll": "other"}), "c") is None
+    with pytest.raises(StreamEnded):
+        to_event(_change("invalidate"), "c")
 
 
 @pytest.mark.parametrize(
@@ -56,18 +57,18 @@ def test_a_drop_ends_the_stream_only_for_the_watched_collection():
 )
 def test_document_ids_map_back_to_dynamodb_keys(key_attrs, item):
     document_id = item_to_document(item, key_attrs)["_id"]
-    assert backward.dynamodb_key(document_id, key_attrs) == item
+    assert dynamodb_items.dynamodb_key(document_id, key_attrs) == item
 
 
 def test_sync_writes_are_told_by_their_token_never_by_content():
     document = {"_id": "a", "pk": "a", "_ddb": {"sync": {"src": "dynamodb", "h": "x", "seq": "0042"}}}
-    replaced = backward.Event("a", "upsert", document, AT, {"_data": "01"}, "replace")
+    replaced = Event("a", "upsert", document, AT, {"_data": "01"}, "replace")
     assert replaced.write_token == "0042"
-    updated = backward.Event("a", "upsert", document, AT, {"_data": "02"}, "update")
+    updated = Event("a", "upsert", document, AT, {"_data": "02"}, "update")
     assert updated.write_token is None, "an update is the application's, even with the mark copied along"
     restored = {**document, "_ddb": {"sync": {"seq": "0042", "w": "b1"}}}
-    assert backward.Event("a", "upsert", restored, AT, None, "replace").write_token == "b1"
-    assert backward.Event("a", "delete", None, AT, None, "delete").write_token == "-"
+    assert Event("a", "upsert", restored, AT, None, "replace").write_token == "b1"
+    assert Event("a", "delete", None, AT, None, "delete").write_token == "-"
 
 
 def test_remembered_types_come_back_where_the_values_still_fit():

@@ -6,10 +6,8 @@ import base64
 import datetime as dt
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
-from dynamo2mongo.sync import forward
+from dynamo2mongo.sync import policy, records
 from dynamo2mongo.sync.echo import APPLIES, OVERRULED, LedgerEntry
 from dynamo2mongo.mapping.canonical import content_hash
 from dynamo2mongo.sync.lag import LagReport, LagWatch, lambda_lag
@@ -28,7 +26,7 @@ def _record(event: str, seq: int, pk: str = "a", sk: str = "1", image: dict | No
 
 def test_a_change_carries_the_forward_mark_and_keeps_the_item():
     image = {"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": b"\x00\xff"}, "set": {"NS": ["1", "2.5"]}}
-    change = forward.to_change(_record("INSERT", 7, image=image), KEYS)
+    change = records.to_change(_record("INSERT", 7, image=image), KEYS)
     mark = change.document["_ddb"]["sync"]
     assert mark == {"src": "dynamodb", "h": content_hash(image), "seq": "7".zfill(40), "at": AT}
     assert change.id == {"pk": "a", "sk": 1}
@@ -39,7 +37,7 @@ def test_lambda_events_carry_base64_binary_and_epoch_times():
     image = {"pk": {"S": "a"}, "sk": {"N": "1"}, "blob": {"B": base64.b64encode(b"\x01\x02").decode()}}
     record = _record("MODIFY", 9, image=image)
     record["dynamodb"]["ApproximateCreationDateTime"] = AT.timestamp()
-    change = forward.to_change(record, KEYS, binary_as_base64=True)
+    change = records.to_change(record, KEYS, binary_as_base64=True)
     assert change.document["blob"] == b"\x01\x02"
     assert change.created == AT
 
@@ -47,30 +45,30 @@ def test_lambda_events_carry_base64_binary_and_epoch_times():
 def test_a_record_without_new_image_is_a_clear_error():
     record = _record("MODIFY", 3)
     del record["dynamodb"]["NewImage"]
-    with pytest.raises(forward.ForwardApplyError, match="NEW_AND_OLD_IMAGES"):
-        forward.to_change(record, KEYS)
+    with pytest.raises(records.ForwardApplyError, match="NEW_AND_OLD_IMAGES"):
+        records.to_change(record, KEYS)
 
 
 def test_sequence_numbers_sort_as_numbers_once_padded():
-    assert forward.padded("99") < forward.padded("100")
+    assert records.padded("99") < records.padded("100")
     with pytest.raises(ValueError):
-        forward.padded("12a")
+        records.padded("12a")
 
 
 def test_latest_wins_orders_by_each_sides_precision_and_gives_ties_to_dynamodb():
     second = dt.datetime(2026, 12, 4, 12, 0, 0, tzinfo=dt.timezone.utc)
     # A whole-second stream time (AWS rounds down): a MongoDB write 400 ms later may be earlier.
-    assert forward.later(second, second + dt.timedelta(milliseconds=400)) == "dynamodb"
-    assert forward.later(second, second + dt.timedelta(seconds=1)) == "mongodb"
-    assert forward.later(second, second - dt.timedelta(milliseconds=1)) == "dynamodb"
+    assert policy.later(second, second + dt.timedelta(milliseconds=400)) == "dynamodb"
+    assert policy.later(second, second + dt.timedelta(seconds=1)) == "mongodb"
+    assert policy.later(second, second - dt.timedelta(milliseconds=1)) == "dynamodb"
     # A stream time with milliseconds (an emulator) is taken at its precision.
     precise = second + dt.timedelta(milliseconds=120)
-    assert forward.later(precise, precise + dt.timedelta(milliseconds=2)) == "mongodb"
-    assert forward.later(precise, precise) == "dynamodb", "a tie goes to DynamoDB"
+    assert policy.later(precise, precise + dt.timedelta(milliseconds=2)) == "mongodb"
+    assert policy.later(precise, precise) == "dynamodb", "a tie goes to DynamoDB"
 
 
 def test_an_echo_is_met_once_per_write_and_again_only_by_the_same_record():
-    change = forward.to_change(_record("MODIFY", 7), KEYS)
+    change = records.to_change(_record("MODIFY", 7), KEYS)
     entry = LedgerEntry(change.id, pending={change.hash: ["t1", "t2"]})
     assert entry.meet(change) == (APPLIES, (change.id, change.hash, "t1"))
     assert entry.meet(change) == (APPLIES, (change.id, change.hash, "t2"))
@@ -82,9 +80,9 @@ def test_an_echo_is_met_once_per_write_and_again_only_by_the_same_record():
 
 def test_ttl_expiries_are_told_by_the_service_identity():
     record = _record("REMOVE", 9)
-    assert not forward.to_change(record, KEYS).ttl
+    assert not records.to_change(record, KEYS).ttl
     record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
-    assert forward.to_change(record, KEYS).ttl
+    assert records.to_change(record, KEYS).ttl
 
 
 def test_lag_watch_needs_consecutive_good_checks():

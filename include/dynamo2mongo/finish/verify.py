@@ -23,7 +23,7 @@ import bson
 from pymongo.collection import Collection
 from pymongo.database import Database
 
-from dynamo2mongo.sync.backward import BackwardApplyError, dynamodb_key
+from dynamo2mongo.sync.dynamodb_items import BackwardApplyError, dynamodb_key
 from dynamo2mongo.mapping.canonical import canonical_item, content_hash
 from dynamo2mongo.progress import Progress
 from dynamo2mongo.mapping import Unrepresentable, document_to_item, item_to_document

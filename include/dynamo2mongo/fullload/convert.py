@@ -20,7 +20,7 @@ from typing import Any
 from dynamo2mongo.mapping import extjson
 from dynamo2mongo.fullload.export import MalformedRecord
 from dynamo2mongo.progress import Progress
-from dynamo2mongo.sync.forward import baseline_mark
+from dynamo2mongo.sync.records import baseline_mark
 from dynamo2mongo.mapping import RESERVED, Unrepresentable, item_to_document
 from dynamo2mongo.errors import Permanent
 

@@ -13,7 +13,7 @@ from bson import Timestamp
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure, PyMongoError
 
-from dynamo2mongo.sync.backward import ensure_images
+from dynamo2mongo.sync.events import ensure_images
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.mongo_tls import tls_problem
 from dynamo2mongo.prepare.stream import REQUIRED_VIEW

@@ -42,80 +42,27 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-import bson
-from botocore.exceptions import ClientError
 from pymongo.collection import Collection
-from pymongo.errors import OperationFailure
 
+from dynamo2mongo.mapping import DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable
 from dynamo2mongo.mapping.canonical import content_hash
+from dynamo2mongo.sync.dynamodb_items import BackwardApplyError, batch_write, current_items, dynamodb_key, to_item
 from dynamo2mongo.sync.echo import TO_DYNAMODB, TO_MONGODB, TOMBSTONE, EchoLedger, LedgerEntry, Note, identity
-from dynamo2mongo.sync.forward import (
-    CONFLICT_TOKEN, later, mark_of, synced_document,
-)
-from dynamo2mongo.mapping.keys import MissingKeyField, document_id, key_fields
+from dynamo2mongo.sync.events import Event
 from dynamo2mongo.sync.keystate import KeyState, KeyStates
+from dynamo2mongo.sync.policy import CONFLICT_TOKEN, later, write_mongodb
 from dynamo2mongo.sync.quarantine import Quarantine
-from dynamo2mongo.sync.typememory import TableTypes, restore
-from dynamo2mongo.mapping import (
-    DEFAULT_BSON_MAPPING, RESERVED, BsonMapping, Unrepresentable, document_to_item, item_problems, item_to_document,
-)
-from dynamo2mongo.errors import Permanent
+from dynamo2mongo.sync.records import mark_of, synced_document
+from dynamo2mongo.sync.typememory import TableTypes
 
 log = logging.getLogger(__name__)
 
-_BATCH_WRITE_LIMIT = 25
-_BATCH_GET_LIMIT = 100
-ENDING_EVENTS = ("invalidate", "drop", "rename", "dropDatabase")
 DIRECTION = "backward"
 _COUNTS = ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts", "quarantined",
            "undecided_types")
 # How often backward sync decides a key again that forward sync is writing, and how long it waits.
 _MID_WRITE_RETRIES = 25
 _MID_WRITE_PAUSE = 0.02
-# DynamoDB's per-item refusals: permanent for that item, whatever the retry.
-_ITEM_REFUSALS = ("ValidationException",)
-
-
-class BackwardApplyError(Permanent, RuntimeError):
-    """A change cannot be written to DynamoDB; the message names the table and the key."""
-
-
-class StreamEnded(Permanent, RuntimeError):
-    """The change stream was invalidated (collection dropped or renamed); syncing cannot go on."""
-
-
-@dataclass(frozen=True)
-class Event:
-    id: Any
-    op: str  # "upsert", "delete" or "gone"
-    document: dict[str, Any] | None
-    at: dt.datetime
-    token: Any
-    kind: str = "update"  # the change event's operationType
-    before: dict[str, Any] | None = field(default=None, compare=False, repr=False)
-    # The cluster time as one number (seconds << 32 | increment); None for a change made up by a
-    # retry, which is never a replay.
-    position: int | None = None
-
-    @property
-    def identity(self) -> bytes:
-        return identity(self.id)
-
-    @property
-    def event_id(self) -> str:
-        return str((self.token or {}).get("_data") if isinstance(self.token, dict) else self.token)
-
-    @property
-    def write_token(self) -> str | None:
-        """The ledger slot of the sync write this event may be: a delete's tombstone, or the token in
-        the mark of an inserted or replacing document, which is that write's own (an update event's
-        post-image is never a sync write: the sync only inserts and replaces)."""
-        if self.op == "delete":
-            return TOMBSTONE
-        if self.op == "upsert" and self.kind in ("insert", "replace"):
-            mark = mark_of(self.document)
-            return mark.get("w") or mark.get("seq") or None
-        return None
 
 
 @dataclass
@@ -147,83 +94,6 @@ class BackwardResult:
 
     def counts(self) -> dict[str, int]:
         return {n: getattr(self, n) for n in _COUNTS}
-
-
-def images_enabled(collection: Collection) -> bool:
-    """Whether the collection keeps each change's pre- and post-image (``changeStreamPreAndPostImages``)."""
-    for info in collection.database.list_collections(filter={"name": collection.name}):
-        return bool(((info.get("options") or {}).get("changeStreamPreAndPostImages") or {}).get("enabled"))
-    return False
-
-
-def ensure_images(collection: Collection) -> str | None:
-    """Turn on exact pre- and post-images for the collection's change events (MongoDB 6+); None when
-    they are on, else why they cannot be (backward sync then works with looked-up post-images)."""
-    option = {"changeStreamPreAndPostImages": {"enabled": True}}
-    try:
-        if images_enabled(collection):
-            return None
-        if collection.name in collection.database.list_collection_names(filter={"name": collection.name}):
-            collection.database.command({"collMod": collection.name, **option})
-        else:
-            collection.database.create_collection(collection.name, **option)
-    except OperationFailure as error:
-        return (f"{collection.full_name}: exact change-event images cannot be enabled ({error}); MongoDB 6 or later "
-                f"and the collMod privilege are needed. Without them a MongoDB change that forward sync overwrote "
-                f"before backward sync read it cannot win a conflict")
-    return None if images_enabled(collection) else f"{collection.full_name}: the server ignored changeStreamPreAndPostImages"
-
-
-def to_event(change: dict[str, Any], collection_name: str) -> Event | None:
-    """One change-stream event; None for events that change no document (e.g. createIndexes)."""
-    operation = change.get("operationType")
-    if operation in ENDING_EVENTS:
-        ns = change.get("ns") or {}
-        if ns.get("coll") and ns["coll"] != collection_name:
-            return None
-        raise StreamEnded(
-            f"the change stream of {collection_name!r} reports {operation!r}: the collection was dropped or "
-            f"renamed, so backward sync cannot go on. Restore the collection (or the configuration), clear the "
-            f"relay's checkpoint, and verify both sides before restarting"
-        )
-    cluster_time = change.get("clusterTime")
-    at = change.get("wallTime") or (cluster_time.as_datetime() if cluster_time is not None else dt.datetime.now(dt.timezone.utc))
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
-    token = change.get("_id")
-    position = (cluster_time.time << 32 | cluster_time.inc) if cluster_time is not None else None
-    if operation == "update" and _only_reserved(change.get("updateDescription")):
-        # Only ``_ddb`` changed (the sync noting a document's types): nothing DynamoDB holds.
-        return None
-    if operation in ("insert", "update", "replace"):
-        document = change.get("fullDocument")
-        if not document or "_id" not in document:
-            # The document was deleted before its post-image was looked up: the delete event follows.
-            key = (change.get("documentKey") or {}).get("_id")
-            return Event(key, "gone", None, at, token, operation, position=position)
-        return Event(document["_id"], "upsert", document, at, token, operation, change.get("fullDocumentBeforeChange"),
-                     position)
-    if operation == "delete":
-        return Event(change["documentKey"]["_id"], "delete", None, at, token, operation, position=position)
-    return None
-
-
-def _only_reserved(description: dict[str, Any] | None) -> bool:
-    if not description:
-        return False
-    paths = list(description.get("updatedFields") or {}) + list(description.get("removedFields") or [])
-    paths += [t.get("field", "") for t in description.get("truncatedArrays") or []]
-    return bool(paths) and all(p == RESERVED or p.startswith(f"{RESERVED}.") for p in paths)
-
-
-def dynamodb_key(document_id: Any, key_attrs: tuple[str, ...]) -> dict[str, Any]:
-    """The DynamoDB key of a document ``_id`` (the convention of dynamo2mongo.mapping.keys)."""
-    fields = key_fields(key_attrs)
-    values = document_id if len(fields) > 1 else {fields[0]: document_id}
-    try:
-        return document_to_item({f: values[f] for f in fields})
-    except (KeyError, TypeError):
-        raise BackwardApplyError(f"_id {document_id!r} does not follow the key convention ({', '.join(fields)})") from None
 
 
 @dataclass
@@ -340,94 +210,6 @@ def _both_wrote(event: Event, tokens: list[str], entry: LedgerEntry | None, poli
     return winner == "mongodb"
 
 
-def _to_item(event: Event, key_attrs: tuple[str, ...], state: KeyState | None, result: BackwardResult,
-             ledger: EchoLedger, bson_mapping: BsonMapping, key_types: dict[str, str] | None,
-             types: TableTypes | None, held: dict[str, Any] | None) -> tuple[dict[str, Any], list | None]:
-    """The DynamoDB item of an application's document, or Unrepresentable saying why it has none."""
-    document = event.document
-    try:
-        expected = document_id(document, key_attrs)
-    except MissingKeyField as error:
-        raise Unrepresentable(f"{error}; write every key field") from None
-    # Compared as BSON: {sk, pk} is another _id than {pk, sk}, though Python's dicts are equal.
-    if identity(expected) != event.identity:
-        raise Unrepresentable(
-            f"_id {event.id!r} does not follow the key convention: the key fields give {expected!r}. Derive _id "
-            f"with dynamo2mongo.mapping.keys.document_id (a second document for one DynamoDB item is refused)"
-        )
-    # The types of the version both stores last agreed on; for a key the sync never wrote, those of
-    # the document before this change (a pre-image, where the collection keeps them).
-    remembered = state.t if state is not None else ((event.before or {}).get(RESERVED) or {}).get("t")
-    held_hints = ((item_to_document(held, key_attrs).get(RESERVED) or {}).get("t")) if held else None
-    document, undecided = restore(document, remembered, types, held_hints)
-    if undecided:
-        result.undecided_types += len(undecided)
-        log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "
-                    "DynamoDB types; written as their plain types", ledger.table, event.id, undecided)
-    item = document_to_item(document, bson_mapping)
-    problem = item_problems(item, key_types) if key_types else None
-    if problem:
-        raise Unrepresentable(problem)
-    return item, ((document.get(RESERVED) or {}).get("t"))
-
-
-def _current_items(dynamodb: Any, table: str, key_attrs: tuple[str, ...], ids: list[Any]) -> dict[bytes, dict]:
-    """The items DynamoDB holds now for these keys (consistent reads); an ``_id`` that names no
-    DynamoDB key is left out (its document is quarantined)."""
-    found: dict[bytes, dict] = {}
-    keys_of = []
-    for wanted in ids:
-        try:
-            keys_of.append(dynamodb_key(wanted, key_attrs))
-        except (BackwardApplyError, Unrepresentable):
-            continue
-    for start in range(0, len(keys_of), _BATCH_GET_LIMIT):
-        keys = keys_of[start : start + _BATCH_GET_LIMIT]
-        pending: dict[str, Any] = {table: {"Keys": keys, "ConsistentRead": True}}
-        delay = 0.05
-        while pending:
-            response = dynamodb.batch_get_item(RequestItems=pending)
-            for item in response.get("Responses", {}).get(table, []):
-                key = {name: item[name] for name in key_attrs}
-                found[identity(item_to_document(key, key_attrs)["_id"])] = item
-            pending = response.get("UnprocessedKeys") or {}
-            if pending:
-                time.sleep(delay)
-                delay = min(delay * 2, 5.0)
-    return found
-
-
-def _batch_write(dynamodb: Any, table: str, puts: list[tuple[Event, dict[str, Any]]]) -> list[tuple[Event, str]]:
-    """Put the items; returns those DynamoDB refused, each with its reason.
-
-    A batch DynamoDB refuses as a whole (one item it cannot hold fails all 25) is retried item by
-    item, so that only the refused item is held back.
-    """
-    refused: list[tuple[Event, str]] = []
-    for start in range(0, len(puts), _BATCH_WRITE_LIMIT):
-        chunk = puts[start : start + _BATCH_WRITE_LIMIT]
-        pending = {table: [{"PutRequest": {"Item": item}} for _, item in chunk]}
-        delay = 0.05
-        try:
-            while pending:
-                pending = dynamodb.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                if pending:
-                    # Throttled: back off before retrying only what was not processed.
-                    time.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-        except ClientError as error:
-            if error.response.get("Error", {}).get("Code") not in _ITEM_REFUSALS:
-                raise
-            for event, item in chunk:
-                try:
-                    dynamodb.put_item(TableName=table, Item=item)
-                except ClientError as single:
-                    if single.response.get("Error", {}).get("Code") not in _ITEM_REFUSALS:
-                        raise
-                    refused.append((event, f"DynamoDB refused the item: {single.response['Error'].get('Message')}"))
-    return refused
-
-
 def apply_events(
     events: list[Event],
     *,
@@ -478,7 +260,7 @@ def apply_events(
     deferred = ledger.deferred(wanted)
     # What DynamoDB holds now for these keys (consistent reads): to skip writes that change nothing,
     # and to give back the types of attributes a document carries without their hints.
-    held = _current_items(dynamodb, source_table, key_attrs, [c.event.id for c in latest.values()])
+    held = current_items(dynamodb, source_table, key_attrs, [c.event.id for c in latest.values()])
     plan = _Plan()
     processed = [(c.event.id, c.event.position) for c in latest.values() if c.event.position is not None]
     holding = {key: content_hash(item) for key, item in held.items()}
@@ -522,11 +304,15 @@ def apply_events(
                 plan.restores.append((event, None))
             continue
         try:
-            item, hints = _to_item(event, key_attrs, states.get(key), result, ledger, bson_mapping, key_types, types,
-                                   held.get(key))
+            item, hints, undecided = to_item(event, key_attrs, states.get(key), bson_mapping, key_types, types,
+                                             held.get(key))
         except Unrepresentable as error:
             plan.poison.append((event, error.reason))
             continue
+        if undecided:
+            result.undecided_types += len(undecided)
+            log.warning("table %s: _id=%r was written without _ddb and its values at %s no longer fit their "
+                        "DynamoDB types; written as their plain types", ledger.table, event.id, undecided)
         digest = content_hash(item)
         if _written_before(event, state, digest, holding.get(key, TOMBSTONE), own.get(key), plan, result):
             # The relay stopped after the write, maybe before the types went into the document.
@@ -570,7 +356,7 @@ def apply_events(
         item = held.get(event.identity)
         state = states.get(event.identity)
         won = synced_document(item, key_attrs, state.seq if state else "", event.at) if item is not None else None
-        _write_mongodb(collection, ledger, keys, event, won)
+        write_mongodb(collection, ledger, keys, event, won)
     for event, waiting in plan.mongodb_wins:
         ledger.resolve_deferred(event.id, policy, "mongodb", waiting, event.document, event.at)
     writes = [(e.id, d) for e, _, d, _ in plan.puts] + [(e.id, TOMBSTONE) for e in plan.deletes]
@@ -578,7 +364,7 @@ def apply_events(
     refused_ids: set[bytes] = set()
     if writes:
         notes = ledger.intend(TO_DYNAMODB, writes, [e.at for e, _, _, _ in plan.puts] + [e.at for e in plan.deletes])
-        refused = _batch_write(dynamodb, source_table, [(e, item) for e, item, _, _ in plan.puts])
+        refused = batch_write(dynamodb, source_table, [(e, item) for e, item, _, _ in plan.puts])
         refused_ids = {e.identity for e, _ in refused}
         missed.extend(n for n in notes[: len(plan.puts)] if identity(n[0]) in refused_ids)
         _quarantine(refused, quarantine, source_table, result)
@@ -592,7 +378,7 @@ def apply_events(
         ledger.confirm(TO_DYNAMODB, [n for n in notes if n not in missed])
     for event, document in plan.restores:
         if event.identity not in refused_ids:
-            _write_mongodb(collection, ledger, keys, event, document)
+            write_mongodb(collection, ledger, keys, event, document)
     _note_types(collection, [(e, h) for e, h in typed if e.identity not in refused_ids])
     ledger.confirm(TO_DYNAMODB, plan.confirmed)
     ledger.withdraw(TO_DYNAMODB, plan.withdrawn)
@@ -669,26 +455,6 @@ def _note_types(collection: Collection, typed: list[tuple[Event, list | None]]) 
         fields = {str(h["p"][0]) for h in hints or ()}
         condition = {"_id": event.id, **{f: event.document[f] for f in fields if f in event.document}}
         collection.update_one(condition, {"$set": {f"{RESERVED}.t": hints}})
-
-
-def _write_mongodb(collection: Collection, ledger: EchoLedger, keys: KeyStates, event: Event,
-                   document: dict[str, Any] | None) -> None:
-    """Write a version that won a conflict to MongoDB as a sync write: noted first, by a token of its
-    own in its mark, so that this relay meets its change event as an echo."""
-    token = f"b{bson.ObjectId()}"
-    if document is None:
-        keys.record_backward([(event.id, TOMBSTONE, None, None)], event.at)
-        notes = ledger.intend_tokens(TO_MONGODB, [(event.id, TOMBSTONE, token)], event.at)
-        collection.delete_one({"_id": event.id})
-    else:
-        document = dict(document)
-        reserved = dict(document.get(RESERVED) or {})
-        reserved["sync"] = {**(reserved.get("sync") or {}), "w": token}
-        document[RESERVED] = reserved
-        keys.record_backward([(event.id, content_hash(document_to_item(document)), reserved.get("t"), None)], event.at)
-        notes = ledger.intend_tokens(TO_MONGODB, [(event.id, token, token)], event.at)
-        collection.replace_one({"_id": event.id}, document, upsert=True)
-    ledger.confirm(TO_MONGODB, notes)
 
 
 def _quarantine(poison: list[tuple[Event, str]], quarantine: Quarantine | None, table: str,

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dynamo2mongo.sync import backward, forward
+from dynamo2mongo.sync import dynamodb_items
+from dynamo2mongo.sync.events import Event
+from dynamo2mongo.sync import records
 from dynamo2mongo.sync.echo import TOMBSTONE, EchoLedger
 from dynamo2mongo.sync.keystate import KeyStates
 from dynamo2mongo.sync.quarantine import Quarantine
@@ -48,14 +51,14 @@ def retry(config: Any, key_attrs: tuple[str, ...], dynamodb: Any, mongo: Any, di
         result.retried += 1
         if entry["direction"] == backward.DIRECTION:
             document = collection.find_one({"_id": key})
-            event = backward.Event(key, "upsert" if document is not None else "delete", document, now, None)
+            event = Event(key, "upsert" if document is not None else "delete", document, now, None)
             backward.apply_events([event], dynamodb=dynamodb, source_table=config.source_table, key_attrs=key_attrs,
                                   collection=collection, ledger=ledger, policy=config.sync.conflict_policy, keys=keys,
                                   quarantine=quarantine, bson_mapping=config.sync.bson_mapping, types=types)
         else:
-            dynamodb_key = backward.dynamodb_key(key, key_attrs)
+            dynamodb_key = dynamodb_items.dynamodb_key(key, key_attrs)
             item = dynamodb.get_item(TableName=config.source_table, Key=dynamodb_key, ConsistentRead=True).get("Item")
-            seq = forward.padded(entry.get("position") or "0")
+            seq = records.padded(entry.get("position") or "0")
             try:
                 change = _change(key, item, dynamodb_key, seq, now, key_attrs, config.number_mapping)
             except Unrepresentable as error:
@@ -69,8 +72,8 @@ def retry(config: Any, key_attrs: tuple[str, ...], dynamodb: Any, mongo: Any, di
 
 
 def _change(key: Any, item: dict[str, Any] | None, keys: dict[str, Any], seq: str, at: dt.datetime,
-            key_attrs: tuple[str, ...], number_mapping: str) -> forward.Change:
+            key_attrs: tuple[str, ...], number_mapping: str) -> records.Change:
     if item is None:
-        return forward.Change(key, seq, at, "REMOVE", None, TOMBSTONE, keys)
-    document = forward.synced_document(item, key_attrs, seq, at, number_mapping)
-    return forward.Change(key, seq, at, "MODIFY", document, document[RESERVED]["sync"]["h"], keys)
+        return records.Change(key, seq, at, "REMOVE", None, TOMBSTONE, keys)
+    document = records.synced_document(item, key_attrs, seq, at, number_mapping)
+    return records.Change(key, seq, at, "MODIFY", document, document[RESERVED]["sync"]["h"], keys)

@@ -21,6 +21,7 @@ from bson import Timestamp
 from pymongo.errors import PyMongoError
 
 from dynamo2mongo.sync import backward
+from dynamo2mongo.sync.events import ensure_images, images_enabled, to_event
 from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat, RelayStatus, now
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.sync.echo import TO_MONGODB, EchoLedger
@@ -120,7 +121,7 @@ class BackwardRelay:
         return changes
 
     def _apply(self, changes: list[dict[str, Any]]) -> backward.BackwardResult:
-        events = [e for e in (backward.to_event(c, self.config.collection) for c in changes) if e is not None]
+        events = [e for e in (to_event(c, self.config.collection) for c in changes) if e is not None]
         result = backward.apply_events(
             events,
             dynamodb=self.dynamodb,
@@ -152,7 +153,7 @@ class BackwardRelay:
     def _open(self) -> Any:
         # Exact post-images where the collection keeps them (MongoDB 6+, enabled by preflight);
         # otherwise looked up, which apply_events is written to stay correct with.
-        self.exact_images = backward.images_enabled(self.collection)
+        self.exact_images = images_enabled(self.collection)
         images = ({"full_document": "whenAvailable", "full_document_before_change": "whenAvailable"}
                   if self.exact_images else {"full_document": "updateLookup"})
         return self.collection.watch(max_await_time_ms=200, **images, **self._stream_options())
@@ -185,7 +186,7 @@ class BackwardRelay:
         if not self.wait_until_ready():
             return False
         self.ledger.ensure_indexes()
-        problem = backward.ensure_images(self.collection)
+        problem = ensure_images(self.collection)
         if problem:
             log.warning("backward relay of %s: %s", self.config.name, problem)
         self.state.update_migration(backward_sync_started=True, backward={"engine": "relay"})
