@@ -54,12 +54,13 @@ def _check_run(config: TableConfig, run_id: str | None, deadline: Any) -> str | 
 async def full_load_at_risk(config: dict[str, Any], context: dict[str, Any] | None = None) -> str:
     """Deadline callback (runs in the triggerer): the run is still going when its deadline passed.
 
-    ``config`` is the table's configuration as the DAG was built from it (``TableConfig.as_json``).
-
     Alerts, in the triggerer's log and as ``alert`` in the table's migration state (shown by
     ``dynamo2mongo status``), unless forward sync has caught up meanwhile and only later steps (indexes,
     verification) are still running. Route the log line to your paging system, or wrap this callback
     with a notifier.
+
+    :param config: the table's configuration as the DAG was built from it (``TableConfig.as_json``):
+        the triggerer never reads the configuration file.
     """
     context = context or {}
     run_id = (context.get("dag_run") or {}).get("run_id")
