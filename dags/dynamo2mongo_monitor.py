@@ -7,7 +7,7 @@ import datetime as dt
 
 from airflow.sdk import DAG
 
-from dynamo2mongo.config import MonitorConfig, load_configuration
+from dynamo2mongo.config import Configuration, load_configuration
 from dynamo2mongo_airflow.base import OnCallRetryPolicy
 from dynamo2mongo_airflow.monitor import MonitorLagOperator
 from dynamo2mongo_airflow.notify import failure_callbacks
@@ -22,7 +22,8 @@ breach starts, once when it ends. Relays record their own lag every 15 s as well
 """
 
 
-def build_monitor_dag(monitor: MonitorConfig) -> DAG:
+def build_monitor_dag(configuration: Configuration) -> DAG:
+    monitor = configuration.monitor
     with DAG(
         dag_id="dynamo2mongo__monitor",
         description="Lag samples for the migration dashboard; notifications on lag breaches",
@@ -43,8 +44,8 @@ def build_monitor_dag(monitor: MonitorConfig) -> DAG:
             "on_failure_callback": failure_callbacks(monitor, ""),
         },
     ) as dag:
-        MonitorLagOperator(task_id="monitor_lag")
+        MonitorLagOperator(task_id="monitor_lag", configuration=configuration)
     return dag
 
 
-dynamo2mongo__monitor = build_monitor_dag(load_configuration().monitor)
+dynamo2mongo__monitor = build_monitor_dag(load_configuration())

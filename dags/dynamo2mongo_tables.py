@@ -9,7 +9,7 @@ import datetime as dt
 
 from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task_group
 
-from dynamo2mongo.config import EXPORT_FORMATS, MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_configuration
+from dynamo2mongo.config import MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_configuration, run_params
 from dynamo2mongo.operations.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
 from dynamo2mongo.state import Phase
 from dynamo2mongo_airflow.base import OnCallRetryPolicy
@@ -77,7 +77,7 @@ def _deadline(table: TableConfig) -> DeadlineAlert | None:
     return DeadlineAlert(
         reference=DeadlineReference.DAGRUN_QUEUED_AT,
         interval=dt.timedelta(hours=table.on_call.full_load_deadline_hours),
-        callback=AsyncCallback(full_load_at_risk, kwargs={"table": table.name}),
+        callback=AsyncCallback(full_load_at_risk, kwargs={"config": table.as_json()}),
         name="full_load_at_risk",
     )
 
@@ -142,25 +142,7 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
             "on_failure_callback": failure_callbacks(monitor, table.name),
         },
         params={
-            "export_format": Param(
-                table.export.format,
-                enum=list(EXPORT_FORMATS),
-                description="Format of the point-in-time export: ION keeps every DynamoDB type; "
-                "DYNAMODB_JSON is the alternative.",
-            ),
-            "import_batch_size": Param(
-                table.imports.batch_size,
-                type="integer",
-                minimum=1,
-                maximum=100_000,
-                description="Documents per unordered bulk write during the import.",
-            ),
-            "lag_threshold_seconds": Param(
-                table.sync.lag_threshold_seconds,
-                type="integer",
-                minimum=1,
-                description="Forward-sync lag under which the table counts as caught up.",
-            ),
+            **{p.name: Param(p.default, description=p.description, **p.schema) for p in run_params(table)},
             "accept_quarantined": Param(
                 False,
                 type="boolean",
@@ -169,7 +151,7 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
             ),
         },
     ) as dag:
-        common = {"table": table.name}
+        common = {"table": table}
         run_gate = RunGateOperator(task_id="gate", execution_timeout=dt.timedelta(minutes=10), **common)
         preflight = PreflightOperator(task_id="preflight", execution_timeout=dt.timedelta(minutes=10), **common)
         stream = EnableStreamOperator(task_id="enable_stream", execution_timeout=dt.timedelta(minutes=10), **common)
@@ -272,7 +254,7 @@ Each refuses, with the reason, in a state where it would lose data; each is safe
 def _verify_task(table: TableConfig) -> VerifyOperator:
     return VerifyOperator(
         task_id="verify",
-        table=table.name,
+        table=table,
         sample_fraction=table.verify.sample_fraction,
         tolerance=table.verify.tolerance,
         examples=table.verify.examples,
@@ -318,7 +300,7 @@ def build_operations_dag(table: TableConfig, monitor: MonitorConfig = MonitorCon
     ) as dag:
         operation = MigrationOperationOperator(
             task_id="operation",
-            table=table.name,
+            table=table,
             operation="{{ params.operation }}",
             resume_forward="{{ params.resume_forward }}",
             strip_metadata="{{ params.strip_metadata }}",

@@ -11,18 +11,11 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseOperator, Context, RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.config import TableConfig
 from dynamo2mongo.errors import Permanent, cannot_heal
 from dynamo2mongo.mongo_tls import require_tls
 from dynamo2mongo.prepare.table import TableKey, describe_table
 from dynamo2mongo.state import Migration, StateStore
-
-# Trigger-form Params that may override the table configuration for one run, and the key each sets.
-PARAM_OVERRIDES = {
-    "export_format": "export.format",
-    "import_batch_size": "imports.batch_size",
-    "lag_threshold_seconds": "sync.lag_threshold_seconds",
-}
 
 
 @contextlib.contextmanager
@@ -50,6 +43,16 @@ class OnCallRetryPolicy(RetryPolicy):
         return RetryDecision.fail(reason) if reason else RetryDecision.default()
 
 
+def run_config(table: TableConfig, context: Context) -> TableConfig:
+    """The table's configuration for this run: the one its DAG was built from, with the run's Params.
+
+    The DAG file parsed the configuration file once; a task never reads it again, so what the DAG's
+    shape came from and what its tasks do cannot drift apart.
+    """
+    with permanent_errors_fail_fast():
+        return table.with_params(context.get("params"))
+
+
 class TableOperator(BaseOperator):
     """Base of the operators that act on one configured table.
 
@@ -57,27 +60,18 @@ class TableOperator(BaseOperator):
     metadata database at once, so connections are resolved here from the table configuration (which
     names the Airflow connection ids) rather than through a single ``aws_hook_class``.
 
-    :param table: the ``name`` of the table in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     """
 
-    template_fields: tuple[str, ...] = ("table",)
     ui_color = "#e8f4f8"
 
-    def __init__(self, *, table: str, **kwargs: Any) -> None:
+    def __init__(self, *, table: TableConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
         self._mongo = None
 
     def table_config(self, context: Context) -> TableConfig:
-        by_name = {t.name: t for t in load_config()}
-        if self.table not in by_name:
-            raise AirflowFailException(
-                f"table {self.table!r} is not in the table configuration any more; restore its entry"
-            )
-        params = context.get("params") or {}
-        overrides = {key: params.get(param) for param, key in PARAM_OVERRIDES.items()}
-        with permanent_errors_fail_fast():
-            return by_name[self.table].with_overrides(**overrides)
+        return run_config(self.table, context)
 
     @staticmethod
     def aws(config: TableConfig, service: str) -> Any:

@@ -60,7 +60,7 @@ class DeployDmsBackwardOperator(_DmsTableOperator):
     task, stopping and resuming it from its checkpoint if it runs. The task is not started here. Pushes
     the task and endpoint ARNs.
 
-    :param table: the ``name`` of the table in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     """
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
@@ -121,7 +121,7 @@ class StartDmsBackwardOperator(_DmsTableOperator):
     Nothing happens when it already runs. Returns once DMS took the request: follow it with
     ``DmsBackwardRunningSensor``. Pushes the task ARN and the start type used (None: already running).
 
-    :param table: the ``name`` of the table in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     """
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
@@ -136,7 +136,7 @@ class ResumeDmsBackwardOperator(_DmsTableOperator):
     fails if it never ran. Nothing happens when it already runs. Follow it with
     ``DmsBackwardRunningSensor``. Pushes the task ARN and whether it was resumed.
 
-    :param table: the ``name`` of the table in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     """
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
@@ -151,7 +151,7 @@ class StopDmsBackwardOperator(_DmsTableOperator):
     resume loses nothing still in the oplog). Nothing happens when it is not running. Pushes the task
     ARN and whether it was stopped.
 
-    :param table: the ``name`` of the table in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     """
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:

@@ -33,7 +33,7 @@ class DeployForwardLambdaOperator(TableOperator):
     The Amazon provider's LambdaCreateFunctionOperator only creates (it fails on an existing function)
     and has no counterpart for event source mappings, hence this operator.
 
-    :param table: the ``name`` of the table in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     :param enabled: whether the mapping reads the stream; False pauses forward sync, which then
         resumes where it stopped (within the stream's 24 h retention).
     """

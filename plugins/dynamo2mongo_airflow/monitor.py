@@ -6,7 +6,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator, Context
 
-from dynamo2mongo.config import TableConfig, load_configuration
+from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.sync.lag import LagReport
 from dynamo2mongo.operations.monitor import check, commit
 from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
@@ -31,12 +31,18 @@ class MonitorLagOperator(BaseOperator):
     ``quarantine_cleared`` when it is empty again. An alert that could not be sent is raised again by the next run. The task fails after the
     pass when an alert could not be sent or a table could not be checked (the other tables are), so
     the failure itself reaches the targets that hear failures.
+
+    :param configuration: every table's configuration, as the monitor DAG parsed it.
     """
 
     ui_color = "#f0f4e8"
 
+    def __init__(self, *, configuration: Configuration, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.configuration = configuration
+
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        configuration = load_configuration()
+        configuration = self.configuration
         with clients_by_connection() as client_for:
             monitored = check(client_for, configuration, measure_lambda=_measure_lambda)
             alerts = monitored.alerts

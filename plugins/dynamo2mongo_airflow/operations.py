@@ -36,7 +36,7 @@ class MigrationOperationOperator(TableOperator):
     :param disable_stream: on finish, disable the table's stream if this migration enabled it (templated).
     """
 
-    template_fields = ("table", "operation", "resume_forward", "strip_metadata", "disable_stream")
+    template_fields = ("operation", "resume_forward", "strip_metadata", "disable_stream")
 
     def __init__(self, *, operation: str, resume_forward: Any = True, strip_metadata: Any = False,
                  disable_stream: Any = False, **kwargs: Any) -> None:

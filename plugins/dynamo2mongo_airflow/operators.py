@@ -28,7 +28,7 @@ from dynamo2mongo.prepare.preflight import run_preflight
 from dynamo2mongo.prepare.stream import ensure_stream, stream_status
 from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo.state import Phase
-from dynamo2mongo_airflow.base import TableOperator, permanent_errors_fail_fast
+from dynamo2mongo_airflow.base import TableOperator, permanent_errors_fail_fast, run_config
 from dynamo2mongo_airflow.triggers import DynamoDBClientHook, ExportCompletedTrigger
 
 
@@ -73,13 +73,13 @@ class StreamActiveSensor(BaseSensorOperator):
     Polls in the worker rather than deferring: DynamoDB enables a stream within seconds, less than a
     deferral's round trip through the triggerer, and Streams has no boto waiter to defer on.
 
-    :param table: the table's name in the configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     :param stream_arn: the stream to watch (templated; usually the enable task's XCom).
     """
 
-    template_fields = ("table", "stream_arn")
+    template_fields = ("stream_arn",)
 
-    def __init__(self, *, table: str, stream_arn: str, **kwargs: Any) -> None:
+    def __init__(self, *, table: TableConfig, stream_arn: str, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", 5)
         kwargs.setdefault("timeout", 15 * 60)
         super().__init__(**kwargs)
@@ -87,7 +87,7 @@ class StreamActiveSensor(BaseSensorOperator):
         self.stream_arn = stream_arn
 
     def poke(self, context: Context) -> bool:
-        config = TableOperator(task_id="_", table=self.table).table_config(context)
+        config = run_config(self.table, context)
         status = stream_status(TableOperator.aws(config, "dynamodbstreams"), self.stream_arn)
         self.log.info("stream %s is %s", self.stream_arn, status)
         if status in ("DISABLING", "DISABLED"):
@@ -205,7 +205,7 @@ class ListExportFilesOperator(TableOperator):
     :param export: the export task's XCom (templated).
     """
 
-    template_fields = ("table", "export")
+    template_fields = ("export",)
 
     def __init__(self, *, export: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -251,7 +251,7 @@ class ConvertFileOperator(TableOperator):
     :param data_file: one entry of the list task's XCom (mapped).
     """
 
-    template_fields = ("table", "data_file")
+    template_fields = ("data_file",)
 
     def __init__(self, *, data_file: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -310,7 +310,7 @@ class ImportFileOperator(TableOperator):
     :param converted: the convert task's XCom for this file (mapped).
     """
 
-    template_fields = ("table", "converted")
+    template_fields = ("converted",)
 
     def __init__(self, *, converted: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -350,7 +350,7 @@ class ReconcileOperator(TableOperator):
     :param data_files: the list task's XCom (templated).
     """
 
-    template_fields = ("table", "export", "data_files")
+    template_fields = ("export", "data_files")
 
     def __init__(self, *, export: Any, data_files: Any, **kwargs: Any) -> None:
         super().__init__(**kwargs)

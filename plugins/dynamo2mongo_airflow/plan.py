@@ -11,7 +11,7 @@ from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context, SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
-from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.config import TableConfig
 from dynamo2mongo.operations.plan import full_load_risk, gate
 from dynamo2mongo.state import StateStore
 from dynamo2mongo_airflow.base import TableOperator
@@ -41,8 +41,7 @@ class RunGateOperator(TableOperator, SkipMixin):
         return {"action": decision.action, "reason": decision.reason}
 
 
-def _check_run(table: str, run_id: str | None, deadline: Any) -> str | None:
-    config = {t.name: t for t in load_config()}[table]
+def _check_run(config: TableConfig, run_id: str | None, deadline: Any) -> str | None:
     with MongoHook(mongo_conn_id=config.mongo_conn_id) as hook:
         state = StateStore(hook.get_conn()[config.metadata_database], config.name)
         alert = full_load_risk(config, state.migration(), run_id or "?")
@@ -52,20 +51,24 @@ def _check_run(table: str, run_id: str | None, deadline: Any) -> str | None:
         return alert
 
 
-async def full_load_at_risk(table: str, context: dict[str, Any] | None = None) -> str:
+async def full_load_at_risk(config: dict[str, Any], context: dict[str, Any] | None = None) -> str:
     """Deadline callback (runs in the triggerer): the run is still going when its deadline passed.
 
     Alerts, in the triggerer's log and as ``alert`` in the table's migration state (shown by
     ``dynamo2mongo status``), unless forward sync has caught up meanwhile and only later steps (indexes,
     verification) are still running. Route the log line to your paging system, or wrap this callback
     with a notifier.
+
+    :param config: the table's configuration as the DAG was built from it (``TableConfig.as_json``):
+        the triggerer never reads the configuration file.
     """
     context = context or {}
     run_id = (context.get("dag_run") or {}).get("run_id")
     deadline = (context.get("deadline") or {}).get("deadline_time")
+    table = TableConfig.from_json(config)
     alert = await asyncio.to_thread(_check_run, table, run_id, deadline)
     if alert is None:
-        message = f"table {table!r}: run {run_id} passed its full-load deadline after forward sync caught up: no risk"
+        message = f"table {table.name!r}: run {run_id} passed its full-load deadline after forward sync caught up: no risk"
         log.info("%s", message)
         return message
     log.error("%s", alert)

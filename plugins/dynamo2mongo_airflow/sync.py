@@ -13,9 +13,9 @@ from airflow.sdk.exceptions import AirflowFailException
 from dynamo2mongo.state import Phase
 from dynamo2mongo.sync.checkpoints import now, relay_beat
 from dynamo2mongo.config import TableConfig
-from dynamo2mongo_airflow.base import TableOperator
+from dynamo2mongo_airflow.base import TableOperator, run_config
 from dynamo2mongo_airflow.lag_probe import watch_lag
-from dynamo2mongo_airflow.triggers import ForwardLagTrigger, config_kwarg
+from dynamo2mongo_airflow.triggers import ForwardLagTrigger
 
 
 class RelayRunningSensor(BaseSensorOperator):
@@ -26,13 +26,11 @@ class RelayRunningSensor(BaseSensorOperator):
     Polls in reschedule mode rather than deferring: a relay is a service started before its run, so
     the first poke normally passes, and between pokes the task holds no worker slot.
 
-    :param table: the table's name in the table configuration (templated).
+    :param table: the table's configuration, as the DAG factory parsed it.
     :param direction: ``forward`` (DynamoDB to MongoDB) or ``backward`` (MongoDB to DynamoDB).
     """
 
-    template_fields = ("table",)
-
-    def __init__(self, *, table: str, direction: str, **kwargs: Any) -> None:
+    def __init__(self, *, table: TableConfig, direction: str, **kwargs: Any) -> None:
         kwargs.setdefault("poke_interval", 5)
         kwargs.setdefault("timeout", 60 * 60)
         kwargs.setdefault("mode", "reschedule")
@@ -41,7 +39,7 @@ class RelayRunningSensor(BaseSensorOperator):
         self.direction = direction
 
     def poke(self, context: Context) -> bool:
-        config = TableOperator(task_id="_", table=self.table).table_config(context)
+        config = run_config(self.table, context)
         with MongoHook(mongo_conn_id=config.mongo_conn_id) as hook:
             beat = relay_beat(hook.get_conn()[config.metadata_database], config.name, self.direction)
         command = f"dynamo2mongo relay {self.direction} --table {config.name}"
@@ -77,7 +75,7 @@ class ForwardLagSensor(TableOperator):
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         if self.deferrable:
-            self.defer(trigger=ForwardLagTrigger(config=config_kwarg(config)), method_name="execute_complete")
+            self.defer(trigger=ForwardLagTrigger(config=config.as_json()), method_name="execute_complete")
         return self.execute_complete(context, ForwardLagTrigger.event(*asyncio.run(watch_lag(config, self.log))))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import abc
-import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -12,7 +11,7 @@ from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from dynamo2mongo.config import TableConfig, parse_config
+from dynamo2mongo.config import TableConfig
 from dynamo2mongo_airflow.lag_probe import watch_lag
 
 
@@ -72,17 +71,6 @@ class ExportCompletedTrigger(AwsBaseWaiterTrigger):
         )
 
 
-def config_kwarg(config: TableConfig) -> dict[str, Any]:
-    """The resolved table configuration (the run's Param overrides applied) as a trigger carries it."""
-    fields = dataclasses.asdict(config)
-    fields["tags"] = list(fields["tags"])
-    return fields
-
-
-def carried_config(fields: dict[str, Any]) -> TableConfig:
-    return parse_config({"tables": [fields]}, "the table configuration a trigger carries")[0]
-
-
 class DomainWaitTrigger(BaseTrigger):
     """Base of every trigger whose wait the domain decides, in the shape of ``AwsBaseWaiterTrigger``.
 
@@ -125,7 +113,7 @@ class ForwardLagTrigger(DomainWaitTrigger):
     The loop is the domain's (``dynamo2mongo.sync.lag.watch_forward_lag``); the event carries the last
     measurement under ``report``.
 
-    :param config: the run's resolved table configuration (``config_kwarg``): the threshold is the
+    :param config: the run's resolved table configuration (``TableConfig.as_json``): the threshold is the
         run's Param, not what the file says when the triggerer reads it.
     """
 
@@ -133,7 +121,7 @@ class ForwardLagTrigger(DomainWaitTrigger):
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__(serialized_fields={"config": config})
-        self.config = carried_config(config)
+        self.config = TableConfig.from_json(config)
 
     async def watch(self) -> tuple[bool, str | None, Any]:
         return await watch_lag(self.config, self.log)

@@ -129,13 +129,14 @@ def test_every_task_has_a_timeout_and_the_configured_retries(dagbag):
 def test_full_load_deadline_alert(dagbag):
     from airflow.sdk import AsyncCallback, DeadlineReference
 
+    configuration = parse_document(PLAN_CONFIG)
     for name, hours in (("orders", 12), ("payments", 6)):
         (alert,) = dagbag.dags[f"dynamo2mongo__{name}"].deadline
         assert alert.reference == DeadlineReference.DAGRUN_QUEUED_AT
         assert alert.interval == dt.timedelta(hours=hours)
         assert isinstance(alert.callback, AsyncCallback)
         assert alert.callback.path == "dynamo2mongo_airflow.plan.full_load_at_risk"
-        assert alert.callback.kwargs == {"table": name}
+        assert alert.callback.kwargs == {"config": configuration.table(name).as_json()}
 
 
 def test_the_gate_comes_before_everything(dagbag):

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from dynamo2mongo.config import load_configuration
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.mapping import item_to_document
@@ -65,7 +66,7 @@ def test_create_indexes_twice_builds_once_and_records_the_plan(table, mongo_clie
     from dynamo2mongo_airflow.indexes import CreateIndexesOperator
 
     name, collection = table
-    operator = CreateIndexesOperator(task_id="create_indexes", table=name)
+    operator = CreateIndexesOperator(task_id="create_indexes", table=load_configuration().table(name))
     first = operator.execute({"params": {}, "run_id": "manual__1"})
     indexes = list(collection.list_indexes())
     second = operator.execute({"params": {}, "run_id": "manual__1"})
@@ -87,7 +88,7 @@ def test_create_indexes_fails_on_an_index_in_the_way_and_records_why(table, mong
 
     name, collection = table
     collection.create_index([("sku", 1)], name="d2m_by_sku")
-    operator = CreateIndexesOperator(task_id="create_indexes", table=name)
+    operator = CreateIndexesOperator(task_id="create_indexes", table=load_configuration().table(name))
     with pytest.raises(AirflowFailException, match=r"indexes of ops-\w+: .*'d2m_by_sku' that differs from the plan"):
         operator.execute({"params": {}, "run_id": "manual__1"})
     assert "dropIndex('d2m_by_sku')" in StateStore(mongo_client[META], name).document()["indexes"]["error"]
@@ -99,7 +100,7 @@ def test_verify_passes_stores_one_report_per_run_and_fails_beyond_the_tolerance(
 
     name, collection = table
     meta = mongo_client[META]
-    verify = VerifyOperator(task_id="verify", table=name)
+    verify = VerifyOperator(task_id="verify", table=load_configuration().table(name))
     summary = verify.execute({"params": {}, "run_id": "manual__1"})
     verify.execute({"params": {}, "run_id": "manual__1"})  # a retry of the same run
 
@@ -117,7 +118,7 @@ def test_verify_passes_stores_one_report_per_run_and_fails_beyond_the_tolerance(
     assert latest["_id"] == {"table": name, "run_id": "manual__2"}
     assert latest["different"] == 1 and json.loads(latest["field_diff"])["fields"]["status"]["mongodb"] == {"S": "lost"}
 
-    lenient = VerifyOperator(task_id="verify", table=name, tolerance=1, sample_fraction=0.5)
+    lenient = VerifyOperator(task_id="verify", table=load_configuration().table(name), tolerance=1, sample_fraction=0.5)
     assert lenient.execute({"params": {}, "run_id": "manual__3"})["mode"] == "sampled 50%"
     assert meta[VERIFICATIONS].count_documents({"table": name}) == 3
 

@@ -28,7 +28,7 @@ from pymongo.errors import BulkWriteError
 from dynamo2mongo.engines import aws_lambda as lambda_engine
 from dynamo2mongo.mapping.canonical import canonical_item
 from dynamo2mongo.sync.checkpoints import read_heartbeat
-from dynamo2mongo.config import ExportConfig, LambdaConfig, TableConfig
+from dynamo2mongo.config import ExportConfig, LambdaConfig, TableConfig, load_configuration
 from dynamo2mongo.fullload.export.ddbjson import item_to_json
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
@@ -475,7 +475,7 @@ def test_deploy_operator_records_the_forward_engine(
     state = StateStore(mongo_client[META], name)
     state.update_migration(stream={"arn": stream_arn}, source={"key": list(sample.KEY_ATTRS)})
 
-    operator = DeployForwardLambdaOperator(task_id="deploy_forward_lambda", table=name)
+    operator = DeployForwardLambdaOperator(task_id="deploy_forward_lambda", table=load_configuration().table(name))
     first = operator.execute({"params": {}, "run_id": "manual__1"})
     second = operator.execute({"params": {}, "run_id": "manual__1"})
 

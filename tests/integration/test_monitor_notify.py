@@ -69,9 +69,10 @@ def _forward_lag(meta, name: str, seconds: float) -> None:
 
 
 def _run_monitor() -> list[dict]:
+    from dynamo2mongo.config import load_configuration
     from dynamo2mongo_airflow.monitor import MonitorLagOperator
 
-    return MonitorLagOperator(task_id="monitor_lag").execute({"run_id": "scheduled__1"})
+    return MonitorLagOperator(task_id="monitor_lag", configuration=load_configuration()).execute({"run_id": "scheduled__1"})
 
 
 def test_a_lag_breach_alerts_once_on_every_target_and_its_end_once(monitored):

@@ -28,6 +28,7 @@ import pytest
 import yaml
 from bson import json_util
 
+from dynamo2mongo.config import load_configuration
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.main import mongo_connection
 from dynamo2mongo.state import StateStore
@@ -126,10 +127,11 @@ def test_deploy_tasks_keep_the_password_in_the_secrets(
         stream={"arn": streams["lambda"]}, source={"key": list(sample.KEY_ATTRS)}
     )
     context = {"params": {}, "run_id": "manual__nosecret"}
+    configuration = load_configuration()
     with caplog.at_level(logging.INFO):
         returned = {
-            "lambda": DeployForwardLambdaOperator(task_id="forward_sync", table=names["lambda"]).execute(context),
-            "dms": DeployDmsBackwardOperator(task_id="deploy_backward", table=names["dms"]).execute(context),
+            "lambda": DeployForwardLambdaOperator(task_id="forward_sync", table=configuration.table(names["lambda"])).execute(context),
+            "dms": DeployDmsBackwardOperator(task_id="deploy_backward", table=configuration.table(names["dms"])).execute(context),
         }
     captured = capsys.readouterr()
     logs = caplog.text + captured.out + captured.err

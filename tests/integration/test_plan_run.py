@@ -301,7 +301,9 @@ def test_a_file_failed_mid_way_is_cleared_and_the_run_ends_like_an_undisturbed_o
 def test_status_and_the_deadline_alert(plan):
     def call_deadline(table: str) -> str:
         script = ("import asyncio, sys; from dynamo2mongo_airflow.plan import full_load_at_risk; "
-                  "print('ALERT ' + asyncio.run(full_load_at_risk(sys.argv[1], context={'dag_run': {'run_id': "
+                  "from dynamo2mongo.config import load_configuration; "
+                  "config = load_configuration().table(sys.argv[1]).as_json(); "
+                  "print('ALERT ' + asyncio.run(full_load_at_risk(config, context={'dag_run': {'run_id': "
                   "'late-run'}, 'deadline': {'deadline_time': '2025-01-01T12:00:00+00:00'}})))")
         result = subprocess.run([sys.executable, "-c", script, table], env=plan.env, capture_output=True, text=True)
         assert result.returncode == 0, result.stderr[-3000:]

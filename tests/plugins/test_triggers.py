@@ -13,7 +13,7 @@ from dynamo2mongo.config import parse_config
 from dynamo2mongo.sync.lag import LagOutcome
 from dynamo2mongo_airflow import triggers
 from dynamo2mongo_airflow.dms import DmsTaskRunningTrigger
-from dynamo2mongo_airflow.triggers import ExportCompletedTrigger, ForwardLagTrigger, config_kwarg
+from dynamo2mongo_airflow.triggers import ExportCompletedTrigger, ForwardLagTrigger
 
 (TABLE,) = parse_config({"tables": [{
     "name": "orders", "source_table": "orders-table", "database": "shop", "collection": "orders",
@@ -30,7 +30,7 @@ TRIGGERS = [
     DmsTaskRunningTrigger(replication_task_arn="arn:aws:dms:eu-west-1:1:task:T", waiter_delay=15,
                           waiter_max_attempts=80, aws_conn_id="aws_orders", region_name="eu-west-1",
                           botocore_config={"retries": {"mode": "standard"}}),
-    ForwardLagTrigger(config=config_kwarg(RESOLVED)),
+    ForwardLagTrigger(config=RESOLVED.as_json()),
 ]
 
 
@@ -48,7 +48,7 @@ def test_serialization_round_trip(trigger):
 
 
 def test_the_lag_trigger_carries_the_resolved_configuration():
-    rebuilt = _through_the_triggerer(ForwardLagTrigger(config=config_kwarg(RESOLVED)))
+    rebuilt = _through_the_triggerer(ForwardLagTrigger(config=RESOLVED.as_json()))
     assert rebuilt.config == RESOLVED
     assert rebuilt.config.sync.lag_threshold_seconds == 7
 
@@ -61,7 +61,7 @@ def test_the_lag_trigger_sends_the_domain_outcome_as_the_worker_path_hands_it_ov
         return LagOutcome(True, None, {"lag_seconds": 1.0, "detail": "1.0 s behind", "fatal": None})
 
     monkeypatch.setattr(triggers, "watch_lag", watch_lag)
-    trigger = ForwardLagTrigger(config=config_kwarg(RESOLVED))
+    trigger = ForwardLagTrigger(config=RESOLVED.as_json())
 
     async def events():
         return [event async for event in trigger.run()]

@@ -113,3 +113,29 @@ def test_unreadable_and_invalid_yaml(tmp_path):
     bad.write_text("tables: [\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_shipped_schema_is_the_one_the_models_generate():
+    from pathlib import Path
+
+    from dynamo2mongo.config.schema import render
+
+    shipped = Path(__file__).resolve().parents[2] / "config" / "tables.schema.json"
+    assert shipped.read_text() == render(), "regenerate: python -m dynamo2mongo.config.schema > config/tables.schema.json"
+
+
+def test_run_params_come_from_the_declaration_and_override_the_file():
+    from dynamo2mongo.config import run_params
+
+    (config,) = parse_config(table(sync={"lag_threshold_seconds": 30}))
+    params = {p.name: p for p in run_params(config)}
+    assert set(params) == {"export_format", "import_batch_size", "lag_threshold_seconds"}
+    lag = params["lag_threshold_seconds"]
+    assert (lag.key, lag.default, lag.schema) == ("sync.lag_threshold_seconds", 30,
+                                                  {"type": "integer", "minimum": 1, "maximum": 43200})
+    assert lag.description and params["export_format"].schema["enum"] == ["ION", "DYNAMODB_JSON"]
+    run = config.with_params({"lag_threshold_seconds": 5, "export_format": None, "accept_quarantined": True})
+    assert (run.sync.lag_threshold_seconds, run.export.format) == (5, "ION")
+    assert type(config).from_json(run.as_json()) == run
+    with pytest.raises(ConfigError, match="table 'orders': 'sync.lag_threshold_seconds' must be between 1 and 43200"):
+        config.with_params({"lag_threshold_seconds": 0})
