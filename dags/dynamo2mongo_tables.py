@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task_group
+from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task, task_group
 
-from dynamo2mongo.config import MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_configuration, run_params
+from dynamo2mongo.config import ConfigError, MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_isolated, run_params
 from dynamo2mongo.operations.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
 from dynamo2mongo.state import Phase
 from dynamo2mongo_airflow.base import OnCallRetryPolicy
@@ -310,7 +310,31 @@ def build_operations_dag(table: TableConfig, monitor: MonitorConfig = MonitorCon
     return dag
 
 
-_configuration = load_configuration()
+def build_rejected_dag(name: str, error: ConfigError) -> DAG:
+    """The DAG of a table whose configuration is wrong: it shows the error (in its docs, and as the
+    failure of its one task) while every other table's DAGs load as usual."""
+    with DAG(
+        dag_id=f"dynamo2mongo__{name}",
+        schedule=None,
+        catchup=False,
+        tags=["dynamo2mongo", "configuration error"],
+        max_active_runs=1,
+        # Retrying cannot mend a configuration.
+        default_args={"owner": "dynamo2mongo", "retries": 0, "execution_timeout": dt.timedelta(minutes=1)},
+        doc_md=f"### The configuration of table `{name}` is wrong\n\n```\n{error}\n```\n\nFix the table "
+               f"configuration; this DAG becomes the table's migration DAG once it validates.",
+    ) as dag:
+        @task(task_id="configuration_error")
+        def configuration_error() -> None:
+            raise ConfigError(str(error))
+
+        configuration_error()
+    return dag
+
+
+_configuration, _rejected = load_isolated()
+for _name, _error in _rejected.items():
+    globals()[f"dynamo2mongo__{_name}"] = build_rejected_dag(_name, _error)
 for _table in _configuration.tables:
     globals()[_table.dag_id] = build_dag(_table, _configuration.plan, _configuration.pools, _configuration.monitor)
     globals()[f"{_table.dag_id}__operations"] = build_operations_dag(_table, _configuration.monitor)

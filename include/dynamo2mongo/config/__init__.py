@@ -16,7 +16,9 @@ from dynamo2mongo.config.document import (
     Wave,
     default_config_path,
     load_config,
+    Loaded,
     load_configuration,
+    load_isolated,
     parse_config,
     parse_document,
 )
@@ -47,5 +49,5 @@ __all__ = [
     "MONGO_TLS", "NOTIFY_EVENTS", "NOTIFY_KINDS", "NUMBER_MAPPINGS", "ConfigError", "Configuration", "DmsConfig",
     "ExportConfig", "ImportConfig", "IndexConfig", "LambdaConfig", "MonitorConfig", "NotifyTarget", "OnCallConfig",
     "PlanConfig", "PoolsConfig", "RunParamSpec", "SyncConfig", "TableConfig", "VerifyConfig", "Wave",
-    "default_config_path", "load_config", "load_configuration", "parse_config", "parse_document", "run_params",
+    "Loaded", "default_config_path", "load_config", "load_configuration", "load_isolated", "parse_config", "parse_document", "run_params",
 ]

@@ -14,10 +14,12 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 
 import yaml
-from pydantic import AfterValidator, BeforeValidator, Field, StrictInt, StrictStr, TypeAdapter, ValidationError
+from pydantic import (
+    AfterValidator, BeforeValidator, Field, StrictInt, StrictStr, TypeAdapter, ValidationError, ValidationInfo,
+)
 from pydantic import with_config
 
 from dynamo2mongo.config.errors import ConfigError, Items, Says, explain
@@ -30,6 +32,7 @@ NOTIFY_EVENTS = ("failure", "lag_breach", "lag_recovered", "quarantine", "quaran
 # Milestones a plan's wave can wait for: reconcile passed, or the lag sensor passed.
 MILESTONES = ("full_load_done", "forward_caught_up")
 
+_DAG_SAFE = re.compile(r"[A-Za-z0-9_.-]{1,200}")
 _SNS_TOPIC = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_.-]{1,256}$")
 _WAVE_SHAPE = ("must be a table name, a non-empty list of table names, or a mapping with 'tables' (and optionally "
                "'start_after')")
@@ -228,9 +231,11 @@ def _defaults_under_tables(data: Any) -> Any:
     return data
 
 
-def _references(configuration: Configuration) -> Configuration:
-    """The rules across parts of the file: names are unique, and the plan and targets name known tables."""
+def _references(configuration: Configuration, info: ValidationInfo) -> Configuration:
+    """The rules across parts of the file: names are unique, and the plan and targets name known tables
+    (a table left out for its own errors, ``rejected`` in the context, is still known)."""
     known = [t.name for t in configuration.tables]
+    known += [name for name in (info.context or {}).get("rejected", ()) if name not in known]
     for position, name in enumerate(known):
         if name in known[:position]:
             raise ValueError(f"table {name!r} is listed twice")
@@ -278,18 +283,66 @@ def default_config_path() -> Path:
     return Path(os.environ.get("D2M_CONFIG", Path(__file__).resolve().parents[3] / "config" / "tables.yaml"))
 
 
-def load_configuration(path: str | os.PathLike | None = None) -> Configuration:
-    """Read and validate the configuration file (``D2M_CONFIG`` or config/tables.yaml)."""
+def _read(path: str | os.PathLike | None) -> tuple[Any, str]:
     config_path = Path(path) if path else default_config_path()
     try:
         text = config_path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read table configuration {config_path}: {error.strerror}") from error
     try:
-        document = yaml.safe_load(text)
+        return yaml.safe_load(text), str(config_path)
     except yaml.YAMLError as error:
         raise ConfigError(f"{config_path}: not valid YAML: {error}") from error
-    return parse_document(document, str(config_path))
+
+
+def load_configuration(path: str | os.PathLike | None = None) -> Configuration:
+    """Read and validate the configuration file (``D2M_CONFIG`` or config/tables.yaml)."""
+    return parse_document(*_read(path))
+
+
+class Loaded(NamedTuple):
+    configuration: Configuration
+    # Tables left out for errors of their own: the name to show (the table's, or its place in the
+    # list when the name is what is wrong) and the error.
+    rejected: dict[str, ConfigError]
+
+
+def load_isolated(path: str | os.PathLike | None = None) -> Loaded:
+    """``load_configuration``, except that a table with errors of its own is left out and returned
+    with its error, so that one table's typo does not stop every other table's DAG. Errors outside
+    the tables (the plan, the pools, the monitor, a name listed twice) still fail the whole file."""
+    document, source = _read(path)
+    try:
+        return Loaded(parse_document(document, source), {})
+    except ConfigError as whole:
+        tables = document.get("tables") if isinstance(document, Mapping) else None
+        if not isinstance(tables, list):
+            raise
+        rejected: dict[str, ConfigError] = {}
+        for position, table in enumerate(tables):
+            alone = {key: value for key, value in document.items() if key in ("defaults", "tables")}
+            try:
+                parse_document({**alone, "tables": [table]}, source)
+            except ConfigError as error:
+                name = table.get("name") if isinstance(table, Mapping) else None
+                shown = name if isinstance(name, str) and _DAG_SAFE.fullmatch(name) else f"table_{position + 1}"
+                rejected[shown] = error
+        if not rejected or len(rejected) == len(tables):
+            raise whole from None
+        kept = [t for t, bad in zip(tables, _rejected_positions(tables, rejected)) if not bad]
+        names = [n for n in rejected if not n.startswith("table_")]
+        try:
+            configuration = _DOCUMENT.validate_python({**document, "tables": kept}, context={"rejected": names})
+        except ValidationError as error:
+            raise explain(error, Configuration, source, document) from None
+        return Loaded(configuration, rejected)
+
+
+def _rejected_positions(tables: list[Any], rejected: dict[str, ConfigError]) -> list[bool]:
+    return [
+        (isinstance(t, Mapping) and t.get("name") in rejected) or f"table_{i + 1}" in rejected
+        for i, t in enumerate(tables)
+    ]
 
 
 def load_config(path: str | os.PathLike | None = None) -> list[TableConfig]:
