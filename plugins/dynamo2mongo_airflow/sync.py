@@ -76,7 +76,8 @@ class ForwardLagSensor(TableOperator):
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         if self.deferrable:
             self.defer(trigger=ForwardLagTrigger(config=config.as_json()), method_name="execute_complete")
-        return self.execute_complete(context, ForwardLagTrigger.event(*asyncio.run(watch_lag(config, self.log))))
+        outcome = asyncio.run(watch_lag(config, self.log))
+        return self.execute_complete(context, ForwardLagTrigger.event(*outcome))
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         config = self.table_config(context)
