@@ -62,15 +62,14 @@ def _stop_on_signals() -> threading.Event:
 
 def relay_forward(args: argparse.Namespace) -> int:
     import boto3
-    from pymongo import MongoClient
 
-    from dynamo2mongo.mongo_tls import require_tls
+    from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.sync.checkpoints import RelayStatus
     from dynamo2mongo.sync.relay.forward import ForwardRelay, RelayError
 
     config = _table(args)
     session = boto3.session.Session(region_name=config.region)
-    client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
+    client = mongo_client(_mongo_uri(args), config)
     relay = ForwardRelay(
         config,
         session.client("dynamodb"),
@@ -93,18 +92,17 @@ def relay_forward(args: argparse.Namespace) -> int:
 
 def relay_backward(args: argparse.Namespace) -> int:
     import boto3
-    from pymongo import MongoClient
 
+    from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.sync.dynamodb_items import BackwardApplyError
     from dynamo2mongo.sync.events import StreamEnded
-    from dynamo2mongo.mongo_tls import require_tls
     from dynamo2mongo.sync.checkpoints import RelayStatus
     from dynamo2mongo.sync.relay.backward import BackwardRelay
     from dynamo2mongo.sync.relay.forward import RelayError
 
     config = _table(args)
     session = boto3.session.Session(region_name=config.region)
-    client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
+    client = mongo_client(_mongo_uri(args), config)
     relay = BackwardRelay(config, session.client("dynamodb"), client, stop=_stop_on_signals())
     try:
         totals = relay.run()
@@ -123,12 +121,11 @@ def _json_value(value: Any) -> str:
 
 
 def status(args: argparse.Namespace) -> int:
-    from pymongo import MongoClient
-
+    from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.operations.status import collect, render
 
     configuration = load_configuration(args.config)
-    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    client = mongo_client(_mongo_uri(args), *configuration.tables)
     try:
         rows = collect(client, configuration)
     finally:
@@ -139,12 +136,12 @@ def status(args: argparse.Namespace) -> int:
 
 def quarantine_list(args: argparse.Namespace) -> int:
     from bson import json_util
-    from pymongo import MongoClient
 
+    from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.sync.quarantine import Quarantine
 
     config = _table(args)
-    client = MongoClient(_mongo_uri(args), tz_aware=True)
+    client = mongo_client(_mongo_uri(args), config)
     try:
         entries = Quarantine(client[config.metadata_database], config.name).entries(args.direction, args.limit)
     finally:
@@ -160,14 +157,13 @@ def quarantine_list(args: argparse.Namespace) -> int:
 
 def quarantine_retry(args: argparse.Namespace) -> int:
     import boto3
-    from pymongo import MongoClient
 
-    from dynamo2mongo.mongo_tls import require_tls
-    from dynamo2mongo.sync.requeue import retry
+    from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.state import StateStore
+    from dynamo2mongo.sync.requeue import retry
 
     config = _table(args)
-    client = require_tls(MongoClient(_mongo_uri(args), tz_aware=True), config)
+    client = mongo_client(_mongo_uri(args), config)
     try:
         key_attrs = StateStore(client[config.metadata_database], config.name).migration().key_attrs
         if not key_attrs:

@@ -51,7 +51,10 @@ class Runtime:
 def runtime(settings: FunctionSettings) -> Runtime:
     """The MongoDB side, built once per execution environment (a failed attempt is not cached)."""
     secret = boto3.client("secretsmanager").get_secret_value(SecretId=settings.mongo_secret_id)
-    client: MongoClient = MongoClient(secret["SecretString"], appname=f"dynamo2mongo-lambda/{settings.table}")
+    # Timezone-aware like every client of the project (dynamo2mongo.connections, which the package
+    # cannot import: it reads the table configuration, whose YAML parser is not shipped).
+    client: MongoClient = MongoClient(secret["SecretString"], tz_aware=True,
+                                      appname=f"dynamo2mongo-lambda/{settings.table}")
     meta = client[settings.metadata_database]
     collection = client[settings.database][settings.collection]
     return Runtime(

@@ -6,16 +6,14 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
-from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseOperator, Context, RetryDecision, RetryPolicy
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.errors import Permanent, cannot_heal
-from dynamo2mongo.mongo_tls import require_tls
 from dynamo2mongo.prepare.table import TableKey, describe_table
 from dynamo2mongo.state import Migration, StateStore
+from dynamo2mongo_airflow.connections import Connections
 
 
 @contextlib.contextmanager
@@ -57,8 +55,9 @@ class TableOperator(BaseOperator):
     """Base of the operators that act on one configured table.
 
     The Amazon provider's operators each own one AWS hook; ours span DynamoDB, S3, MongoDB and the
-    metadata database at once, so connections are resolved here from the table configuration (which
-    names the Airflow connection ids) rather than through a single ``aws_hook_class``.
+    metadata database at once, so their clients come from the table's ``Connections`` (which the table
+    configuration's connection ids name) rather than through a single ``aws_hook_class``, and are
+    closed when ``execute`` or ``execute_complete`` ends.
 
     :param table: the table's configuration, as the DAG factory parsed it.
     """
@@ -68,35 +67,42 @@ class TableOperator(BaseOperator):
     def __init__(self, *, table: TableConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.table = table
-        self._mongo = None
+        self._connections: Connections | None = None
 
     def table_config(self, context: Context) -> TableConfig:
         return run_config(self.table, context)
 
-    @staticmethod
-    def aws(config: TableConfig, service: str) -> Any:
-        return AwsBaseHook(aws_conn_id=config.aws_conn_id, region_name=config.region, client_type=service).get_conn()
+    def connections(self, config: TableConfig) -> Connections:
+        if self._connections is None:
+            self._connections = Connections(config)
+        return self._connections
+
+    def aws(self, config: TableConfig, service: str) -> Any:
+        return self.connections(config).aws(service)
 
     def mongo(self, config: TableConfig) -> Any:
-        if self._mongo is None:
-            self._mongo = require_tls(MongoHook(mongo_conn_id=config.mongo_conn_id).get_conn(), config)
-        return self._mongo
+        return self.connections(config).mongo()
 
     def state(self, config: TableConfig) -> StateStore:
-        return StateStore(self.mongo(config)[config.metadata_database], config.name)
+        return self.connections(config).state()
 
     def table_key(self, config: TableConfig, migration: Migration) -> TableKey:
         """The key preflight recorded; where it recorded none (a task run before preflight), DescribeTable's."""
         return migration.key or describe_table(self.aws(config, "dynamodb"), config.source_table).key
 
+    @contextlib.contextmanager
+    def closing_connections(self) -> Iterator[None]:
+        """Around a task's work: the clients it made are closed, and the next attempt makes its own."""
+        try:
+            yield
+        finally:
+            if self._connections is not None:
+                self._connections.close()
+                self._connections = None
+
     def execute(self, context: Context) -> Any:
-        with permanent_errors_fail_fast():
-            try:
-                return self.run(self.table_config(context), context)
-            finally:
-                if self._mongo is not None:
-                    self._mongo.close()
-                    self._mongo = None
+        with permanent_errors_fail_fast(), self.closing_connections():
+            return self.run(self.table_config(context), context)
 
     def run(self, config: TableConfig, context: Context) -> Any:
         raise NotImplementedError

@@ -1,7 +1,8 @@
-"""Backward sync on AWS DMS (``sync.backward: dms``): deploy, start, stop, resume, and wait until running.
+"""Backward sync on AWS DMS (``sync.backward: dms``): deploy, start, and wait until running.
 
-Built on the Amazon provider where it fits: every DMS call goes through ``DmsHook``'s client (so the
-Airflow connection, region and endpoint URL work as everywhere else), the sensor is the provider's
+Built on the Amazon provider where it fits: every DMS call goes through the provider's client of the
+table's AWS connection (``connections.Connections``: its region and endpoint URL work as everywhere
+else), the sensor is the provider's
 ``DmsTaskBaseSensor``, and its deferrable wait is an ``AwsBaseWaiterTrigger`` on botocore's
 ``replication_task_running`` waiter. The provider's ``DmsCreateTaskOperator``, ``DmsStartTaskOperator``
 and ``DmsStopTaskOperator`` are not used: they take ready-made ARNs and settings, create a second task
@@ -20,34 +21,24 @@ from typing import Any
 from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.providers.amazon.aws.sensors.dms import DmsTaskBaseSensor
 from airflow.providers.amazon.aws.triggers.base import AwsBaseWaiterTrigger
-from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.engines import dms as dms_engine
-from dynamo2mongo.config import DmsConfig, TableConfig
+from dynamo2mongo.config import TableConfig
 from dynamo2mongo.mongo_tls import TlsRequired
 from dynamo2mongo_airflow.base import TableOperator
+from dynamo2mongo_airflow.connections import mongo_settings
 
 STATE_KEY = "backward_dms"
 
 
 class _DmsTableOperator(TableOperator):
-    """What the DMS operators share: the DMS client of the table's AWS connection, the settings, and the
-    report of a control task."""
+    """What the DMS operators share: the report of a control task, and DMS's errors failing the task."""
 
-    @staticmethod
-    def dms(config: TableConfig) -> Any:
-        return DmsHook(aws_conn_id=config.aws_conn_id, region_name=config.region).conn
-
-    def settings(self, config: TableConfig, dms: Any) -> DmsConfig:
-        if config.environment == "sandbox":
-            return dms_engine.sandbox_settings(dms, self.aws(config, "iam"), config.dms)
-        return config.dms
-
-    def report(self, dms: Any, settings: DmsConfig, config: TableConfig, outcome: str, **facts: Any) -> dict[str, Any]:
+    def report(self, dms: Any, config: TableConfig, outcome: str, **facts: Any) -> dict[str, Any]:
         """Log what a control task did and the task's status now; returns the task ARN and ``facts`` for XCom."""
-        status = dms_engine.task_status(dms, settings, config)
+        status = dms_engine.task_status(dms, config.dms, config)
         self.log.info("backward-sync task %s of %s: %s, now %s", status.identifier, config.name, outcome, status.status)
         return {"task_arn": status.arn, **facts}
 
@@ -66,11 +57,10 @@ class DeployDmsBackwardOperator(_DmsTableOperator):
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         state = self.state(config)
         key_attrs, key_types = self.table_key(config, state.migration())
-        dms = self.dms(config)
         result = dms_engine.deploy(
-            dms,
+            self.aws(config, "dms"),
             self.aws(config, "secretsmanager"),
-            self.settings(config, dms),
+            config.dms,
             config,
             self._mongo_source(config),
             key_attrs,
@@ -104,9 +94,9 @@ class DeployDmsBackwardOperator(_DmsTableOperator):
 
     @staticmethod
     def _mongo_source(config: TableConfig) -> dms_engine.MongoSource:
-        # The client options the provider's hook would pass to MongoClient (tls, authSource...) count too.
-        hook = MongoHook(mongo_conn_id=config.mongo_conn_id)
-        source = dms_engine.mongo_source(hook.uri, dict(hook.extras), config.name)
+        # The connection's client options (tls, authSource...) count too.
+        uri, options = mongo_settings(config)
+        source = dms_engine.mongo_source(uri, options, config.name)
         if config.tls_required and not source.tls:
             raise TlsRequired(f"table {config.name!r}: the DMS source endpoint for connection "
                               f"{config.mongo_conn_id!r} would read MongoDB without TLS, which the "
@@ -125,40 +115,9 @@ class StartDmsBackwardOperator(_DmsTableOperator):
     """
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
-        dms = self.dms(config)
-        settings = self.settings(config, dms)
-        start_type = dms_engine.start_task(dms, settings, config, wait=False)
-        return self.report(dms, settings, config, start_type or "already running", start_type=start_type)
-
-
-class ResumeDmsBackwardOperator(_DmsTableOperator):
-    """Resume the stopped or failed backward-sync task from its checkpoint (``resume-processing``);
-    fails if it never ran. Nothing happens when it already runs. Follow it with
-    ``DmsBackwardRunningSensor``. Pushes the task ARN and whether it was resumed.
-
-    :param table: the table's configuration, as the DAG factory parsed it.
-    """
-
-    def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
-        dms = self.dms(config)
-        settings = self.settings(config, dms)
-        resumed = dms_engine.resume_task(dms, settings, config, wait=False)
-        return self.report(dms, settings, config, "resumed" if resumed else "already running", resumed=resumed)
-
-
-class StopDmsBackwardOperator(_DmsTableOperator):
-    """Stop the backward-sync task and wait until DMS reports it stopped (its checkpoint is kept, so a
-    resume loses nothing still in the oplog). Nothing happens when it is not running. Pushes the task
-    ARN and whether it was stopped.
-
-    :param table: the table's configuration, as the DAG factory parsed it.
-    """
-
-    def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
-        dms = self.dms(config)
-        settings = self.settings(config, dms)
-        stopped = dms_engine.stop_task(dms, settings, config)
-        return self.report(dms, settings, config, "stopped" if stopped else "was not running", stopped=stopped)
+        dms = self.aws(config, "dms")
+        start_type = dms_engine.start_task(dms, config.dms, config, wait=False)
+        return self.report(dms, config, start_type or "already running", start_type=start_type)
 
 
 class DmsTaskRunningTrigger(AwsBaseWaiterTrigger):
@@ -266,5 +225,6 @@ class DmsBackwardRunningSensor(DmsTaskBaseSensor):
         reason = task.get("LastFailureMessage") or task.get("StopReason") or (event or {}).get("message")
         raise AirflowFailException(
             f"DMS replication task {self.replication_task_arn} is {task.get('Status', 'gone')}, not running: {reason}. "
-            f"Its CloudWatch log says why; fix the cause, then run the backward-sync resume task"
+            f"Its CloudWatch log says why; fix the cause, then clear the start_backward task, which resumes it "
+            f"from its checkpoint, and this one"
         )

@@ -6,7 +6,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -15,6 +14,7 @@ from dynamo2mongo.config import TableConfig
 from dynamo2mongo.sync.echo import EchoLedger
 from dynamo2mongo.mongo_tls import require_tls_uri
 from dynamo2mongo_airflow.base import TableOperator
+from dynamo2mongo_airflow.connections import mongo_settings
 
 
 class DeployForwardLambdaOperator(TableOperator):
@@ -59,10 +59,7 @@ class DeployForwardLambdaOperator(TableOperator):
         secret = lambda_engine.ensure_mongo_secret(
             self.aws(config, "secretsmanager"), lambda_engine.mongo_secret_id(config), self._mongo_uri(config)
         )
-        role_arn = config.forward_lambda.role_arn
-        if not role_arn and config.environment == "sandbox":
-            role_arn = lambda_engine.ensure_sandbox_role(self.aws(config, "iam"))
-        function = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], key_attrs, role_arn)
+        function = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], key_attrs)
         # The expiry indexes the relay makes when it starts: the function makes none on its own.
         meta = self.mongo(config)[config.metadata_database]
         EchoLedger(meta, config.name).ensure_indexes()
@@ -105,9 +102,6 @@ class DeployForwardLambdaOperator(TableOperator):
 
     @staticmethod
     def _mongo_uri(config: TableConfig) -> str:
-        # The same client options the provider's hook would pass to MongoClient, carried in the URI.
-        hook = MongoHook(mongo_conn_id=config.mongo_conn_id)
-        options = dict(hook.extras)
-        if hook.allow_insecure:
-            options["tlsAllowInvalidCertificates"] = True
-        return require_tls_uri(lambda_engine.mongo_uri_with_options(hook.uri, options), config)
+        # The function has nothing else to read the connection's client options from.
+        uri, options = mongo_settings(config)
+        return require_tls_uri(lambda_engine.mongo_uri_with_options(uri, options), config)

@@ -10,16 +10,13 @@ from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.sync.lag import LagReport
 from dynamo2mongo.operations.monitor import check, commit
 from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
-from dynamo2mongo_airflow.mongo_clients import clients_by_connection
+from dynamo2mongo_airflow.connections import clients_by_connection
 from dynamo2mongo_airflow.notify import send
 
 
 def _measure_lambda(table: TableConfig) -> LagReport:
-    probe = ForwardLagProbe(table)
-    try:
+    with ForwardLagProbe(table) as probe:
         return probe.measure()
-    finally:
-        probe.close()
 
 
 class MonitorLagOperator(BaseOperator):

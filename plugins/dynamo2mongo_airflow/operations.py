@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.providers.amazon.aws.hooks.dms import DmsHook
 from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -74,14 +73,11 @@ class MigrationOperationOperator(TableOperator):
         )
 
     def _dms_switches(self, config: TableConfig) -> Switches:
-        dms = DmsHook(aws_conn_id=config.aws_conn_id, region_name=config.region).conn
-        settings = config.dms
-        if config.environment == "sandbox":
-            settings = dms_engine.sandbox_settings(dms, self.aws(config, "iam"), settings)
+        dms = self.aws(config, "dms")
         return Switches(
-            stop=lambda: dms_engine.stop_task(dms, settings, config),
-            start=lambda: dms_engine.resume_task(dms, settings, config),
-            stopped=lambda: dms_engine.task_status(dms, settings, config).status in ("stopped", "failed"),
+            stop=lambda: dms_engine.stop_task(dms, config.dms, config),
+            start=lambda: dms_engine.resume_task(dms, config.dms, config),
+            stopped=lambda: dms_engine.task_status(dms, config.dms, config).status in ("stopped", "failed"),
             drained_through=lambda: now() - DMS_SETTLE,
             newest_independent=lambda: None,
         )

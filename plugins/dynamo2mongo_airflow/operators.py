@@ -29,6 +29,7 @@ from dynamo2mongo.prepare.stream import ensure_stream, stream_status
 from dynamo2mongo.prepare.table import describe_table
 from dynamo2mongo.state import Phase
 from dynamo2mongo_airflow.base import TableOperator, permanent_errors_fail_fast, run_config
+from dynamo2mongo_airflow.connections import Connections
 from dynamo2mongo_airflow.triggers import DynamoDBClientHook, ExportCompletedTrigger
 
 
@@ -88,7 +89,7 @@ class StreamActiveSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         config = run_config(self.table, context)
-        status = stream_status(TableOperator.aws(config, "dynamodbstreams"), self.stream_arn)
+        status = stream_status(Connections(config).aws("dynamodbstreams"), self.stream_arn)
         self.log.info("stream %s is %s", self.stream_arn, status)
         if status in ("DISABLING", "DISABLED"):
             raise AirflowFailException(
@@ -172,19 +173,14 @@ class ExportTableOperator(TableOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
-        with permanent_errors_fail_fast():
+        with permanent_errors_fail_fast(), self.closing_connections():
             config = self.table_config(context)
             if event.get("status") != "success":
                 raise AirflowFailException(
                     f"waiting for export {event.get('export_arn')} failed: {event.get('message')}. "
                     f"Check the export in the DynamoDB console; clearing this task resumes the same export."
                 )
-            try:
-                return self._finish(config, context, event["export_arn"])
-            finally:
-                if self._mongo is not None:
-                    self._mongo.close()
-                    self._mongo = None
+            return self._finish(config, context, event["export_arn"])
 
     def _finish(self, config: TableConfig, context: Context, export_arn: str) -> dict[str, Any]:
         info = completed_export(self.aws(config, "dynamodb"), export_arn)

@@ -7,14 +7,13 @@ import datetime as dt
 import logging
 from typing import Any
 
-from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import Context, SkipMixin
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.operations.plan import full_load_risk, gate
-from dynamo2mongo.state import StateStore
 from dynamo2mongo_airflow.base import TableOperator
+from dynamo2mongo_airflow.connections import Connections
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +41,8 @@ class RunGateOperator(TableOperator, SkipMixin):
 
 
 def _check_run(config: TableConfig, run_id: str | None, deadline: Any) -> str | None:
-    with MongoHook(mongo_conn_id=config.mongo_conn_id) as hook:
-        state = StateStore(hook.get_conn()[config.metadata_database], config.name)
+    with Connections(config) as connections:
+        state = connections.state()
         alert = full_load_risk(config, state.migration(), run_id or "?")
         if alert is not None:
             state.update_migration(alert={"kind": "full_load_deadline", "run_id": run_id, "message": alert,

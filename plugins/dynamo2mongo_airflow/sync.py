@@ -6,7 +6,6 @@ import asyncio
 import datetime as dt
 from typing import Any
 
-from airflow.providers.mongo.hooks.mongo import MongoHook
 from airflow.sdk import BaseSensorOperator, Context
 from airflow.sdk.exceptions import AirflowFailException
 
@@ -14,6 +13,7 @@ from dynamo2mongo.state import Phase
 from dynamo2mongo.sync.checkpoints import now, relay_beat
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo_airflow.base import TableOperator, run_config
+from dynamo2mongo_airflow.connections import Connections
 from dynamo2mongo_airflow.lag_probe import watch_lag
 from dynamo2mongo_airflow.triggers import ForwardLagTrigger
 
@@ -40,8 +40,8 @@ class RelayRunningSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         config = run_config(self.table, context)
-        with MongoHook(mongo_conn_id=config.mongo_conn_id) as hook:
-            beat = relay_beat(hook.get_conn()[config.metadata_database], config.name, self.direction)
+        with Connections(config) as connections:
+            beat = relay_beat(connections.meta(), config.name, self.direction)
         command = f"dynamo2mongo relay {self.direction} --table {config.name}"
         if beat is None:
             self.log.info("no heartbeat from the %s relay of %s yet; start it with `%s`", self.direction, config.name,
@@ -82,16 +82,12 @@ class ForwardLagSensor(TableOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         config = self.table_config(context)
         report = event.get("report") or {}
-        try:
+        with self.closing_connections():
             state = self.state(config)
             if event.get("status") != "success":
                 state.update_migration(forward_lag=report)
                 raise AirflowFailException(f"forward sync of {config.name}: {event.get('message')}")
             state.update_migration(phase=Phase.FORWARD_CAUGHT_UP, last_run_id=context["run_id"], forward_lag=report,
                                    forward_caught_up_at=dt.datetime.now(dt.timezone.utc))
-        finally:
-            if self._mongo is not None:
-                self._mongo.close()
-                self._mongo = None
         self.log.info("forward sync of %s caught up: %s", config.name, report.get("detail"))
         return report

@@ -20,6 +20,7 @@ from botocore.stub import ANY, Stubber
 
 from dynamo2mongo.engines import dms as dms_engine
 from dynamo2mongo.config import DmsConfig, ExportConfig, TableConfig
+from dynamo2mongo.sandbox import engines as sandbox_engines
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def clients(aws_env, aws_endpoint):
 
 @pytest.fixture(scope="module")
 def settings(clients):
-    return dms_engine.sandbox_settings(
+    return sandbox_engines.dms_settings(
         clients["dms"], clients["iam"], DmsConfig(poll_seconds=1, max_wait_seconds=20)
     )
 

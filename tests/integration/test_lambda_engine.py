@@ -26,11 +26,12 @@ from pymongo.collection import Collection
 from pymongo.errors import BulkWriteError
 
 from dynamo2mongo.engines import aws_lambda as lambda_engine
+from dynamo2mongo.engines.aws_lambda import package as lambda_package
 from dynamo2mongo.mapping.canonical import canonical_item
 from dynamo2mongo.sync.checkpoints import read_heartbeat
 from dynamo2mongo.config import ExportConfig, LambdaConfig, TableConfig, load_configuration
 from dynamo2mongo.fullload.export.ddbjson import item_to_json
-from dynamo2mongo.sandbox import sample
+from dynamo2mongo.sandbox import engines as sandbox_engines, sample
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import ensure_stream
 from dynamo2mongo.mapping import document_to_item
@@ -301,7 +302,7 @@ def test_package_is_deterministic_and_self_contained(package, tmp_path, monkeypa
         assert any(n.startswith(top) for n in names), top
     assert not any(n.startswith("dynamo2mongo/sandbox/") or "__pycache__" in n for n in names)
 
-    monkeypatch.setattr(lambda_engine, "MAX_ZIPPED_BYTES", 1000)
+    monkeypatch.setattr(lambda_package, "MAX_ZIPPED_BYTES", 1000)
     with pytest.raises(lambda_engine.LambdaDeployError, match="over Lambda's limits"):
         lambda_engine.build_package(tmp_path / "too-big.zip")
     assert not (tmp_path / "too-big.zip").exists()
@@ -357,16 +358,16 @@ def test_deploy_twice_changes_nothing_and_follows_configuration(
     dynamodb, lambda_client, secretsmanager, aws_env, aws_endpoint, package, mongo_uri
 ):
     name, stream_arn = _new_table(dynamodb)  # never written to: see the module docstring
-    config = _config(name)
     iam = boto3.session.Session().client("iam", endpoint_url=aws_endpoint)
     cloudwatch = boto3.session.Session().client("cloudwatch", endpoint_url=aws_endpoint)
-    role = lambda_engine.ensure_sandbox_role(iam)
-    assert lambda_engine.ensure_sandbox_role(iam) == role
+    role = sandbox_engines.lambda_role(iam)
+    assert sandbox_engines.lambda_role(iam) == role
+    config = _config(name, role_arn=role)
     secret = lambda_engine.ensure_mongo_secret(secretsmanager, lambda_engine.mongo_secret_id(config), mongo_uri)
     zip_bytes = package.read_bytes()
 
-    first = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], sample.KEY_ATTRS, role)
-    second = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], sample.KEY_ATTRS, role)
+    first = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], sample.KEY_ATTRS)
+    second = lambda_engine.ensure_function(lambda_client, config, zip_bytes, secret["arn"], sample.KEY_ATTRS)
     assert first["created"] and not second["created"]
     assert not second["code_updated"] and second["configuration_updated"] == []
     assert first["code_sha256"] == second["code_sha256"] == lambda_engine.code_sha256(zip_bytes)
@@ -390,6 +391,7 @@ def test_deploy_twice_changes_nothing_and_follows_configuration(
 
     changed = _config(
         name,
+        role_arn=role,
         batch_size=200,
         parallelization_factor=4,
         memory_mb=1024,
@@ -401,12 +403,10 @@ def test_deploy_twice_changes_nothing_and_follows_configuration(
     described = lambda_client.get_event_source_mapping(UUID=mapping["uuid"])
     assert (described["BatchSize"], described["ParallelizationFactor"]) == (200, 4)
     assert described["DestinationConfig"]["OnFailure"]["Destination"].endswith(":forward-failures")
-    reconfigured = lambda_engine.ensure_function(
-        lambda_client, changed, zip_bytes, secret["arn"], sample.KEY_ATTRS, role
-    )
+    reconfigured = lambda_engine.ensure_function(lambda_client, changed, zip_bytes, secret["arn"], sample.KEY_ATTRS)
     assert reconfigured["configuration_updated"] == ["MemorySize"] and not reconfigured["code_updated"]
     empty_zip = b"PK\x05\x06" + bytes(18)
-    new_code = lambda_engine.ensure_function(lambda_client, changed, empty_zip, secret["arn"], sample.KEY_ATTRS, role)
+    new_code = lambda_engine.ensure_function(lambda_client, changed, empty_zip, secret["arn"], sample.KEY_ATTRS)
     assert new_code["code_updated"] and new_code["code_sha256"] != first["code_sha256"]
 
     now = dt.datetime.now(dt.timezone.utc)
@@ -445,6 +445,8 @@ def test_deploy_operator_records_the_forward_engine(
     from dynamo2mongo_airflow.forward_lambda import DeployForwardLambdaOperator
 
     name, stream_arn = _new_table(dynamodb)  # never written to: see the module docstring
+    # What the sandbox's entry points do before the DAG runs: the role a real account is configured with.
+    role = sandbox_engines.lambda_role(boto3.session.Session().client("iam", endpoint_url=aws_endpoint))
     config_file = tmp_path / "tables.yaml"
     config_file.write_text(
         json.dumps(
@@ -459,6 +461,7 @@ def test_deploy_operator_records_the_forward_engine(
                         "metadata_database": META,
                         "export": {"s3_bucket": "unused"},
                         "sync": {"forward": "lambda"},
+                        "forward_lambda": {"role_arn": role},
                     }
                 ],
             }

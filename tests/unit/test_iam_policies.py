@@ -14,8 +14,9 @@ the code passes around (``dynamodb``, ``streams``, ``s3``...), a client made in 
 must be an operation of that service in botocore's model, a waiter or paginator of it, or an S3
 transfer method. A call whose client cannot be told fails the test rather than being guessed.
 
-include/dynamo2mongo/sandbox/ and the functions in EMULATOR_ONLY talk only to the emulator; the test
-checks that the code reaches the latter only behind an ``environment == "sandbox"`` test.
+include/dynamo2mongo/sandbox/ talks only to the emulator (it makes there what a real account is
+configured with: the function's role, the DMS instance and roles); the test checks that the scanned
+code neither reaches it nor decides what to call by an ``environment == "sandbox"`` test.
 """
 
 from __future__ import annotations
@@ -54,14 +55,9 @@ ENTRY_POINTS = {
 }
 POLICY_FILES = {"dag": "dag-policy.json", "lambda": "lambda-role-policy.json", "relay": "relay-policy.json"}
 
-# Functions that exist for the emulator only (they make the role or instance a real account is
-# configured with); the code must call them only when the table's environment is "sandbox".
-EMULATOR_ONLY = {
-    "include/dynamo2mongo/engines/aws_lambda.py:ensure_sandbox_role",
-    "include/dynamo2mongo/engines/dms.py:sandbox_settings",
-    "include/dynamo2mongo/engines/dms.py:_sandbox_role",
-    "include/dynamo2mongo/engines/dms.py:_sandbox_instance",
-}
+# Where a test for the sandbox environment is a default, not a branch to emulator-only code: TLS is
+# optional there unless the table says otherwise.
+SANDBOX_TESTS_ALLOWED = {"include/dynamo2mongo/config.py"}
 
 # Names the code gives its clients.
 CLIENT_NAMES = {
@@ -293,7 +289,8 @@ class Codebase:
                 yield from methods[:1]
                 return
             if (alias := self._module_alias(module, node.value.id)) is not None:
-                found = (alias, node.attr) if node.attr in alias.functions or node.attr in alias.classes else None
+                # A package's own names, or those its __init__ imports from its modules.
+                found = self._target(alias, node.attr)
             elif (cls := self._target(module, node.value.id)) and cls[1] in cls[0].classes:
                 method = f"{cls[1]}.{node.attr}"
                 if method in cls[0].functions:
@@ -428,7 +425,7 @@ class Codebase:
         pending = list(self.entry_functions(identity))
         while pending:
             key = pending.pop()
-            if key in seen or key in EMULATOR_ONLY:
+            if key in seen:
                 continue
             seen.add(key)
             pending.extend(self.functions[key].refs)
@@ -507,27 +504,27 @@ def test_the_scan_finds_the_calls_each_identity_is_known_to_make(code):
     assert "lambda:CreateFunction" not in needed(code, "lambda") and "s3:GetObject" not in needed(code, "relay")
 
 
-def test_emulator_only_functions_are_reached_only_in_the_sandbox(code):
-    for function in code.functions.values():
-        if function.key in EMULATOR_ONLY:
+def test_production_code_neither_reaches_the_sandbox_nor_branches_on_it(code):
+    for module in code.modules.values():
+        for source, name in module.imports.values():
+            imported = f"{source}.{name}" if name else source
+            assert not imported.startswith("dynamo2mongo.sandbox"), f"{module.path} imports {imported}"
+        if module.path in SANDBOX_TESTS_ALLOWED:
             continue
-        guarded: set[int] = set()
-        for node in ast.walk(function.node):
-            if isinstance(node, ast.If) and any(getattr(c, "value", None) == "sandbox" for c in ast.walk(node.test)):
-                guarded.update(id(n) for statement in node.body for n in ast.walk(statement))
-        for node in ast.walk(function.node):
-            if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(getattr(node, "ctx", None), ast.Load):
-                for key in code.references(code.by_path[function.path], function.owner, node):
-                    assert key not in EMULATOR_ONLY or id(node) in guarded, (
-                        f"{function.key} reaches the emulator-only {key} outside an environment == 'sandbox' test"
-                    )
+        for node in ast.walk(module.tree):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                assert not any(getattr(o, "value", None) == "sandbox" for o in operands), (
+                    f"{module.path}:{node.lineno} decides by the sandbox environment; let the sandbox supply "
+                    f"what differs (dynamo2mongo.sandbox.engines) instead"
+                )
 
 
 def test_every_aws_call_is_run_by_some_identity(code):
     # A call no entry point reaches is either dead or run from somewhere ENTRY_POINTS does not know:
     # either way no policy is checked against it.
     reached = set().union(*(code.reachable(identity) for identity in ENTRY_POINTS))
-    idle = sorted(f.key for f in code.functions.values() if f.calls and f.key not in reached | EMULATOR_ONLY)
+    idle = sorted(f.key for f in code.functions.values() if f.calls and f.key not in reached)
     assert idle == [], f"AWS calls that no identity's entry points reach: {idle}"
 
 

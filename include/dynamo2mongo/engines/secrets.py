@@ -1,8 +1,8 @@
 """The Secrets Manager secrets the deploy tasks write: the forward-sync function's MongoDB URI and the
 DMS source endpoint's MongoDB credentials.
 
-Shipped in the forward-sync deployment package along with the rest of the package (lambda_engine
-imports it), so it needs nothing but the standard library and botocore.
+Shipped in the forward-sync deployment package along with the rest of the package (the Lambda
+engine imports it), so it needs nothing but the standard library and botocore.
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-
-def _code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
+from dynamo2mongo.aws_errors import error_code
 
 
 def _same(current: str | None, value: str) -> bool:
@@ -52,9 +50,9 @@ def ensure_secret(
     try:
         current = secretsmanager.get_secret_value(SecretId=secret_id)
     except ClientError as error:
-        if _code(error) != "ResourceNotFoundException":
+        if error_code(error) != "ResourceNotFoundException":
             raise fail(
-                f"cannot read secret {secret_id!r} for {purpose} ({_code(error)}); a secret scheduled for deletion "
+                f"cannot read secret {secret_id!r} for {purpose} ({error_code(error)}); a secret scheduled for deletion "
                 f"must be restored first (aws secretsmanager restore-secret), and the deploying role needs "
                 f"secretsmanager:GetSecretValue, CreateSecret and PutSecretValue on it"
             ) from None

@@ -1,9 +1,10 @@
 """The sandbox's main job: a live migration of the sample table through the real DAG.
 
-Starts a moto server and a MongoDB wire server (or uses $MONGO_URI), seeds the sample table, starts
-the forward relay and a writer that keeps changing the table, runs ``airflow dags test`` on the
-table's DAG (full load, forward sync, lag sensor), stops the writer, waits for the relay to catch
-up, verifies both stores item by item and prints a summary of each phase.
+Starts a moto server and a MongoDB wire server (or uses $MONGO_URI), seeds the sample table, makes
+what a table's Lambda or DMS engine needs in the emulator (``sandbox.engines``), starts the relays
+and a writer that keeps changing the table, runs ``airflow dags test`` on the table's DAG (full
+load, forward sync, lag sensor), stops the writer, waits for the relay to catch up, verifies both
+stores item by item and prints a summary of each phase.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from pymongo import MongoClient
 
 from dynamo2mongo.mapping.canonical import canonical_item
 from dynamo2mongo.sync.checkpoints import now
-from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.config import TableConfig, default_config_path, load_config
 from dynamo2mongo.sync.lag import LagReport, LagWatch, applied_through, relay_lag
 from dynamo2mongo.sandbox import sample
+from dynamo2mongo.sandbox.engines import provisioned_configuration
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.mapping import document_to_item
@@ -213,6 +215,10 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         print(f"seeding {items:,} items into {config.source_table} ...", flush=True)
         phases["seed"] = sample.seed(dynamodb, config.source_table, items)
 
+        # The engines' prerequisites (Lambda role, DMS instance and roles) for tables that use them.
+        base["D2M_CONFIG"] = str(provisioned_configuration(
+            default_config_path(), lambda service: session.client(service, endpoint_url=endpoint), work / "tables.yaml"
+        ))
         env = airflow_env(base, endpoint, mongo_uri, home, config)
         started = time.monotonic()
         _airflow(env, log, "db", "migrate")

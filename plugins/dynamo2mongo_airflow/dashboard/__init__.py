@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from dynamo2mongo.config import ConfigError, load_configuration
 from dynamo2mongo.operations.dashboard import overview
-from dynamo2mongo_airflow.mongo_clients import clients_by_connection
+from dynamo2mongo_airflow.connections import clients_by_connection
 
 STATIC = Path(__file__).parent / "static"
 URL_PREFIX = "/dynamo2mongo"

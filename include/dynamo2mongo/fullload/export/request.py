@@ -9,6 +9,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from dynamo2mongo.aws_errors import error_code
 from dynamo2mongo.errors import Permanent
 
 _TOKEN_NAMESPACE = uuid.UUID("2f0d8c57-8d55-4c1c-9a57-6a0c0f7b5e1d")
@@ -140,7 +141,7 @@ def start_export(
             ClientToken=token,
         )
     except ClientError as error:
-        code = error.response["Error"]["Code"]
+        code = error_code(error)
         hint = {
             "PointInTimeRecoveryUnavailableException": "point-in-time recovery is off: enable it and retry",
             "ExportConflictException": "an export with this client token but other parameters exists; "

@@ -31,6 +31,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
+from dynamo2mongo.aws_errors import error_code
 from dynamo2mongo.sync import forward
 from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat, RelayStatus, now
 from dynamo2mongo.config import TableConfig
@@ -66,10 +67,6 @@ class ShardState:
 class Totals:
     batches: int = 0
     result: forward.ApplyResult = field(default_factory=forward.ApplyResult)
-
-
-def _error_code(error: ClientError) -> str:
-    return error.response.get("Error", {}).get("Code", "")
 
 
 class ForwardRelay:
@@ -183,9 +180,9 @@ class ForwardRelay:
         try:
             return self.streams.get_shard_iterator(**kwargs)["ShardIterator"]
         except ClientError as error:
-            if _error_code(error) == "TrimmedDataAccessException":
+            if error_code(error) == "TrimmedDataAccessException":
                 raise self._trimmed(shard) from error
-            if _error_code(error) == "ResourceNotFoundException":
+            if error_code(error) == "ResourceNotFoundException":
                 # The shard aged out of the stream (24 h): whatever it held is gone from the stream.
                 raise self._trimmed(shard) from error
             raise
@@ -204,10 +201,10 @@ class ForwardRelay:
             try:
                 response = self.streams.get_records(ShardIterator=shard.iterator, Limit=self.config.sync.batch_size)
             except ClientError as error:
-                if _error_code(error) == "ExpiredIteratorException":
+                if error_code(error) == "ExpiredIteratorException":
                     shard.iterator = None
                     continue
-                if _error_code(error) == "TrimmedDataAccessException":
+                if error_code(error) == "TrimmedDataAccessException":
                     raise self._trimmed(shard) from error
                 raise
             return response.get("Records", []), response.get("NextShardIterator")
