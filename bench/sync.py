@@ -518,7 +518,7 @@ def machine() -> str:
 def mongo_description() -> str:
     uri = os.environ.get("MONGO_URI")
     if uri:
-        with MongoClient(uri) as mongo:
+        with MongoClient(uri, tz_aware=True) as mongo:
             return f"MongoDB {mongo.server_info().get('version')} from MONGO_URI"
     return (f"mongo-java-server {MONGO_JAVA_SERVER_VERSION} (in memory, oplog on), a fresh one for each "
             f"measurement")
@@ -557,7 +557,7 @@ What limits these figures:
 @contextlib.contextmanager
 def fresh_bench(endpoint: str) -> Iterator[Bench]:
     """A Bench on a MongoDB of its own (mongo-java-server), or on MONGO_URI when set."""
-    with mongo_server() as uri, MongoClient(uri) as mongo:
+    with mongo_server() as uri, MongoClient(uri, tz_aware=True) as mongo:
         bench = Bench(endpoint, mongo)
         try:
             yield bench

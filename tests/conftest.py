@@ -57,6 +57,7 @@ def s3(aws_env, aws_endpoint):
 
 @pytest.fixture(scope="session")
 def mongo_client(mongo_uri):
-    client = MongoClient(mongo_uri)
+    # As every client of the project (dynamo2mongo.connections): dates come back aware, in UTC.
+    client = MongoClient(mongo_uri, tz_aware=True)
     yield client
     client.close()

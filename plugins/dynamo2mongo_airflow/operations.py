@@ -13,7 +13,7 @@ from airflow.sdk import Context
 from airflow.sdk.exceptions import AirflowFailException
 
 from dynamo2mongo.engines import dms as dms_engine, aws_lambda as lambda_engine
-from dynamo2mongo.sync.checkpoints import aware, now, read_heartbeat
+from dynamo2mongo.sync.checkpoints import now, read_heartbeat
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.operations.cutover import BACKWARD, FORWARD, OperationRefused, Operations, Switches, relay_switches
 from dynamo2mongo_airflow.base import TableOperator
@@ -69,7 +69,7 @@ class MigrationOperationOperator(TableOperator):
             start=lambda: switch(True),
             stopped=lambda: facts().get("state") == "Disabled",
             drained_through=drained_through,
-            newest_independent=lambda: aware((read_heartbeat(meta, config.name, FORWARD) or {}).get("newest_independent")),
+            newest_independent=lambda: (read_heartbeat(meta, config.name, FORWARD) or {}).get("newest_independent"),
         )
 
     def _dms_switches(self, config: TableConfig) -> Switches:

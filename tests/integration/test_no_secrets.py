@@ -28,8 +28,9 @@ import pytest
 import yaml
 from bson import json_util
 
+from dynamo2mongo import connections
 from dynamo2mongo.config import load_configuration
-from dynamo2mongo.sandbox import sample
+from dynamo2mongo.sandbox import engines as sandbox_engines, sample
 from dynamo2mongo.sandbox.main import mongo_connection
 from dynamo2mongo.state import StateStore
 from dynamo2mongo.prepare.stream import ensure_stream
@@ -69,9 +70,8 @@ def without_users(monkeypatch, mongo_uri):
         def __init__(self, host=None, *args, **kwargs):
             super().__init__(mongo_uri if isinstance(host, str) and PASSWORD in host else host, *args, **kwargs)
 
-    from airflow.providers.mongo.hooks import mongo as mongo_hook
-
-    monkeypatch.setattr(mongo_hook, "MongoClient", Client)
+    # Where every client of the tasks is made (the glue hands the hook's URI to it).
+    monkeypatch.setattr(connections, "MongoClient", Client)
 
 
 def _table(name: str, source_table: str, **sync) -> dict:
@@ -108,6 +108,10 @@ def tables(tmp_path, monkeypatch, dynamodb, aws_endpoint, credentialed_uri):
     }
     path = tmp_path / "tables.yaml"
     path.write_text(yaml.safe_dump(document))
+    # What the sandbox's entry points make before the DAG runs: the Lambda role, the DMS instance and roles.
+    session = boto3.session.Session()
+    sandbox_engines.provisioned_configuration(path, lambda service: session.client(service, endpoint_url=aws_endpoint),
+                                              path)
     monkeypatch.setenv("D2M_CONFIG", str(path))
     monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
     aws = {"conn_type": "aws", "login": "sandbox", "password": "sandbox", "extra": {"endpoint_url": aws_endpoint}}

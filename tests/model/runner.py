@@ -85,7 +85,7 @@ def servers() -> Iterator[Env]:
 @contextlib.contextmanager
 def connect(endpoint: str, mongo_uri: str) -> Iterator[Env]:
     session = boto3.session.Session()
-    mongo = MongoClient(mongo_uri)
+    mongo = MongoClient(mongo_uri, tz_aware=True)
     try:
         yield Env(session.client("dynamodb", endpoint_url=endpoint),
                   session.client("dynamodbstreams", endpoint_url=endpoint), mongo)

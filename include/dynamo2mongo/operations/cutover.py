@@ -29,7 +29,7 @@ from typing import Any
 
 from pymongo.database import Database
 
-from dynamo2mongo.sync.checkpoints import CheckpointStore, aware, now, relay_beat
+from dynamo2mongo.sync.checkpoints import CheckpointStore, now, relay_beat
 from dynamo2mongo.sync.lag import applied_through
 from dynamo2mongo.state import WRITER_DYNAMODB, WRITER_MONGODB, Phase, StateStore
 from dynamo2mongo.errors import Permanent
@@ -70,11 +70,11 @@ def relay_switches(meta: Database, table: str, direction: str, stream_arn: str |
         if direction == FORWARD:
             return applied_through(meta, table, stream_arn)
         checkpoint = CheckpointStore(meta, table, BACKWARD).load().get("change_stream") or {}
-        return aware(checkpoint.get("caught_up_at"))
+        return checkpoint.get("caught_up_at")
 
     def newest_independent() -> dt.datetime | None:
         # From the checkpoints, written with each applied batch (the heartbeat may lag a beat behind).
-        seen = [aware(c.get("newest_independent")) for c in CheckpointStore(meta, table, direction).load().values()]
+        seen = [c.get("newest_independent") for c in CheckpointStore(meta, table, direction).load().values()]
         return max((s for s in seen if s is not None), default=None)
 
     return Switches(

@@ -21,7 +21,6 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from dynamo2mongo.sync import lag_history
-from dynamo2mongo.sync.checkpoints import aware
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.sync.lag import LagReport
 from dynamo2mongo.sync.quarantine import ensure_indexes as ensure_quarantine_indexes
@@ -87,7 +86,7 @@ def _transition(table: TableConfig, direction: str, reason: str | None, report: 
                      f"See the runbook's lag section; `dynamo2mongo status` shows both directions.", lag,
                      {f"lag_alerts.{direction}": {"since": at, "reason": reason}}, table.metadata_database)
     if reason is None and open_breach is not None and _judged(report):
-        since = aware(open_breach.get("since"))
+        since = open_breach.get("since")
         lasted = (at - since).total_seconds() if since is not None else None
         how_long = f" after {lasted / 60:.0f} min" if lasted is not None else ""
         return Alert("lag_recovered", table.name, direction,
@@ -115,7 +114,7 @@ def _quarantine_transition(table: TableConfig, quarantine: dict[str, Any], open_
                      f"(README, Quarantine).", None,
                      {"quarantine_alert": {"since": at, "counts": counts}}, table.metadata_database)
     if not total and open_alert is not None:
-        since = aware(open_alert.get("since"))
+        since = open_alert.get("since")
         how_long = f" after {(at - since).total_seconds() / 60:.0f} min" if since is not None else ""
         was = open_alert.get("counts") or {}
         return Alert("quarantine_cleared", table.name, ", ".join(d for d in DIRECTIONS if was.get(d)),

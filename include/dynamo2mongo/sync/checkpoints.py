@@ -30,7 +30,8 @@ def now() -> dt.datetime:
 
 
 def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """BSON dates come back naive (UTC) unless the client asks otherwise."""
+    """A date as a tz-aware client reads it. Every client of the project is tz-aware
+    (dynamo2mongo.connections); per-key state (sync.keystate) still passes its dates through this."""
     if value is not None and value.tzinfo is None:
         return value.replace(tzinfo=dt.timezone.utc)
     return value
@@ -106,11 +107,7 @@ class Heartbeat:
 
 
 def read_heartbeat(database: Database, table: str, direction: str) -> dict[str, Any] | None:
-    document = database[RELAYS].find_one({"_id": relay_id(table, direction)})
-    if document is not None:
-        for key in ("beat_at", "started_at"):
-            document[key] = aware(document.get(key))
-    return document
+    return database[RELAYS].find_one({"_id": relay_id(table, direction)})
 
 
 @dataclass(frozen=True)
@@ -169,7 +166,7 @@ class RelayBeat:
 
     @property
     def caught_up_at(self) -> dt.datetime | None:
-        return aware(self.document.get("caught_up_at"))
+        return self.document.get("caught_up_at")
 
 
 def relay_beat(database: Database, table: str, direction: str) -> RelayBeat | None:

@@ -27,7 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
-from dynamo2mongo.sync.checkpoints import CheckpointStore, RelayBeat, aware, relay_beat
+from dynamo2mongo.sync.checkpoints import CheckpointStore, RelayBeat, relay_beat
 
 if TYPE_CHECKING:
     from dynamo2mongo.config import SyncConfig
@@ -47,7 +47,7 @@ class LagReport:
 
 
 def _seconds(later: dt.datetime, earlier: dt.datetime | None) -> float | None:
-    return None if earlier is None else max(0.0, (later - aware(earlier)).total_seconds())
+    return None if earlier is None else max(0.0, (later - earlier).total_seconds())
 
 
 def _retention_check(report: LagReport, alarm_hours: int) -> LagReport:
@@ -81,7 +81,7 @@ def relay_lag(meta: Database, table: str, stream_arn: str | None, heartbeat_time
         return LagReport(None, "the forward relay has not read any shard yet", facts=facts)
     bounds = [_seconds(at, c.get("caught_up_at")) for c in open_shards]
     if any(b is None for b in bounds):
-        oldest = min((aware(c["updated_at"]) for c in open_shards if c.get("updated_at")), default=None)
+        oldest = min((c["updated_at"] for c in open_shards if c.get("updated_at")), default=None)
         lag = _seconds(at, oldest)
         report = LagReport(lag, "a shard has not reached its tip yet", facts=facts)
     else:
@@ -226,4 +226,4 @@ def applied_through(meta: Database, table: str, stream_arn: str | None) -> dt.da
     open_shards = [c for c in checkpoints.values() if not c.get("done")]
     if not open_shards or any(c.get("caught_up_at") is None for c in open_shards):
         return None
-    return min(aware(c["caught_up_at"]) for c in open_shards)
+    return min(c["caught_up_at"] for c in open_shards)

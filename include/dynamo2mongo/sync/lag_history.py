@@ -15,7 +15,7 @@ from pymongo import ASCENDING
 from pymongo.database import Database
 from pymongo.errors import OperationFailure
 
-from dynamo2mongo.sync.checkpoints import aware, now
+from dynamo2mongo.sync.checkpoints import now
 from dynamo2mongo.sync.lag import LagReport
 
 SAMPLES = "lag_samples"
@@ -64,7 +64,7 @@ def series(meta: Database, table: str, since: dt.datetime, points: int = 240) ->
             {"table": table, "direction": direction, "at": {"$gte": since}},
             {"_id": 0, "at": 1, "lag_seconds": 1, "failed": 1},
         ).sort("at", ASCENDING))
-        result[direction] = _downsample([{**r, "at": aware(r["at"])} for r in rows], since, points)
+        result[direction] = _downsample(rows, since, points)
     return result
 
 
