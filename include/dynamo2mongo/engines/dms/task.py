@@ -17,15 +17,7 @@ from botocore.waiter import create_waiter_with_client
 from dynamo2mongo.aws_errors import error_code
 from dynamo2mongo.config import DmsConfig, TableConfig
 from dynamo2mongo.engines.dms.mappings import task_settings
-from dynamo2mongo.engines.dms.resources import (
-    TAG_TABLE,
-    DmsError,
-    DmsTimeout,
-    contains,
-    identifier,
-    required,
-    waiter_config,
-)
+from dynamo2mongo.engines.dms.resources import TAG_TABLE, DmsError, DmsTimeout, contains, identifier, required, waiter_config
 from dynamo2mongo.engines.waiters import timed_out, waiter_model
 
 MIGRATION_TYPE = "cdc"
