@@ -14,6 +14,8 @@ from __future__ import annotations
 from botocore.exceptions import ClientError
 from pymongo.errors import ConfigurationError, OperationFailure
 
+from dynamo2mongo.aws_errors import error_code
+
 
 class Permanent(Exception):
     """A retry cannot succeed: the message says what to fix before running again."""
@@ -45,7 +47,7 @@ def cannot_heal(error: BaseException) -> str | None:
     if isinstance(error, Permanent):
         return f"{type(error).__name__} does not go away by retrying"
     if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code")
+        code = error_code(error)
         if code in PERMANENT_AWS_CODES:
             return f"AWS refused the request ({code}): fix the credentials, permissions or request, then clear the task"
     if isinstance(error, ConfigurationError):
