@@ -13,7 +13,7 @@ from pymongo.errors import AutoReconnect
 from dynamo2mongo.config import load_configuration
 from dynamo2mongo.errors import Permanent
 from dynamo2mongo.state import Migration
-from dynamo2mongo_airflow import operators
+from dynamo2mongo_airflow import connections, operators
 from dynamo2mongo_airflow.base import OnCallRetryPolicy, TableOperator
 
 TABLE = load_configuration().tables[0]
@@ -118,13 +118,15 @@ def test_the_stream_enabled_by_a_first_try_stays_ours_on_a_retry(monkeypatch):
     assert state.calls == [("update_migration", {"stream": {"arn": arn, "enabled_by_us": True}})]
 
 
-def test_the_run_gets_the_params_and_the_client_is_closed_whatever_happens():
+def test_the_run_gets_the_params_and_the_client_is_closed_whatever_happens(monkeypatch):
     client, seen = FakeClient(), {}
+    # Where the operator's clients are made (dynamo2mongo_airflow.connections.Connections).
+    monkeypatch.setattr(connections, "mongo_client", lambda config: client)
 
     class Probe(TableOperator):
         def run(self, config: Any, context: Any) -> None:
             seen["threshold"] = config.sync.lag_threshold_seconds
-            self._mongo = client
+            assert self.mongo(config) is client
             raise AutoReconnect("gone")
 
     with pytest.raises(AutoReconnect):
