@@ -29,14 +29,6 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def aware(value: dt.datetime | None) -> dt.datetime | None:
-    """A date as a tz-aware client reads it. Every client of the project is tz-aware
-    (dynamo2mongo.connections); per-key state (sync.keystate) still passes its dates through this."""
-    if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=dt.timezone.utc)
-    return value
-
-
 class CheckpointStore:
     def __init__(self, database: Database, table: str, direction: str):
         self.db = database

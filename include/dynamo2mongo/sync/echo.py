@@ -108,8 +108,6 @@ class EchoLedger:
         found: dict[bytes, LedgerEntry] = {}
         for doc in self.collection.find({"_id": {"$in": [self._id(direction, i) for i in document_ids]}}):
             entry = LedgerEntry(doc["_id"]["k"], met=doc.get(MET) or {}, changed_at=doc.get("at"))
-            if entry.changed_at is not None and entry.changed_at.tzinfo is None:
-                entry.changed_at = entry.changed_at.replace(tzinfo=dt.timezone.utc)
             for state in (WRITTEN, INTENDED):
                 for h, tokens in (doc.get(state) or {}).items():
                     if tokens:
@@ -240,12 +238,7 @@ class EchoLedger:
             return {}
         found = self.waiting.find({"_id": {"$in": [{"t": self.table, "k": i} for i in document_ids]},
                                    "decided": {"$ne": True}})
-        result = {}
-        for entry in found:
-            created = entry["created"]
-            entry["created"] = created.replace(tzinfo=dt.timezone.utc) if created.tzinfo is None else created
-            result[identity(entry["_id"]["k"])] = entry
-        return result
+        return {identity(entry["_id"]["k"]): entry for entry in found}
 
     def clear_deferred(self, document_ids: list[Any]) -> None:
         if document_ids:

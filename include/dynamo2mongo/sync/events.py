@@ -94,8 +94,6 @@ def to_event(change: dict[str, Any], collection_name: str) -> Event | None:
         )
     cluster_time = change.get("clusterTime")
     at = change.get("wallTime") or (cluster_time.as_datetime() if cluster_time is not None else dt.datetime.now(dt.timezone.utc))
-    if at.tzinfo is None:
-        at = at.replace(tzinfo=dt.timezone.utc)
     token = change.get("_id")
     position = (cluster_time.time << 32 | cluster_time.inc) if cluster_time is not None else None
     if operation == "update" and _only_reserved(change.get("updateDescription")):

@@ -35,7 +35,6 @@ from pymongo import UpdateOne
 from pymongo.errors import BulkWriteError
 from pymongo.database import Database
 
-from dynamo2mongo.sync.checkpoints import aware
 from dynamo2mongo.sync.echo import identity
 
 KEYS = "sync_keys"
@@ -69,7 +68,7 @@ class KeyStates:
         return {
             identity(d["_id"]["k"]): KeyState(d.get("seq") or "", d.get("h"), d.get("t"), bool(d.get("ttl")),
                                               (d.get("next") or {}).get("seq") or "", (d.get("next") or {}).get("h"),
-                                              d.get("bpos") or 0, d.get("bnext") or 0, aware(d.get("at")))
+                                              d.get("bpos") or 0, d.get("bnext") or 0, d.get("at"))
             for d in found
         }
 
