@@ -9,7 +9,7 @@ from airflow.sdk import BaseOperator, Context
 from dynamo2mongo.config import Configuration, TableConfig
 from dynamo2mongo.sync.lag import LagReport
 from dynamo2mongo.operations.monitor import check, commit
-from dynamo2mongo_airflow.lag_probe import ForwardLagProbe
+from dynamo2mongo_airflow.triggers import ForwardLagProbe
 from dynamo2mongo_airflow.connections import clients_by_connection
 from dynamo2mongo_airflow.notify import send
 

@@ -14,8 +14,7 @@ from dynamo2mongo.sync.checkpoints import now, relay_beat
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo_airflow.base import TableOperator, run_config
 from dynamo2mongo_airflow.connections import Connections
-from dynamo2mongo_airflow.lag_probe import watch_lag
-from dynamo2mongo_airflow.triggers import ForwardLagTrigger
+from dynamo2mongo_airflow.triggers import ForwardLagTrigger, watch_lag
 
 
 class RelayRunningSensor(BaseSensorOperator):
