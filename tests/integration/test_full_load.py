@@ -137,14 +137,14 @@ def test_converted_output_is_canonical_extended_json(dynamodb, s3, bucket):
     assert json_util.loads(lines[0])["_id"]["sk"] == int(first["sk"].popitem()[1])
 
 
-def _upload_export(s3, bucket: str, prefix: str, files: dict[str, list[bytes]]) -> list:
+def _upload_export(s3, bucket: str, prefix: str, files: dict[str, list[bytes]], suffix: str = "json") -> list:
     """An export in the documented layout, written by hand so a test can put bad lines in it."""
     export_id = "01700000000000-deadbeef"
     base = f"{prefix}/AWSDynamoDB/{export_id}"
     manifest_lines = []
     for stem, lines in files.items():
         body = gzip.compress(b"".join(line + b"\n" for line in lines))
-        key = f"{base}/data/{stem}.json.gz"
+        key = f"{base}/data/{stem}.{suffix}.gz"
         s3.put_object(Bucket=bucket, Key=key, Body=body)
         manifest_lines.append(
             json.dumps(
@@ -194,6 +194,51 @@ def test_malformed_line_fails_only_its_file_and_is_quarantined(s3, mongo_client,
     assert [q["_id"]["line"] for q in quarantined] == [3, 4]
     assert quarantined[1]["raw"] == bad[3].decode()
     assert collection.count_documents({}) == 10, "the good file's import is intact"
+
+
+def _large_items() -> list[dict]:
+    """Items near DynamoDB's 400 KB: large strings and blobs, at the top, nested and in sets."""
+    text = "large \u00e9\U0001F600 \"quoted\" \\ text\n" * 9_000
+    data = bytes(range(256)) * 1_200
+    return [
+        {"pk": {"S": "s"}, "sk": {"N": "1"}, "v": {"S": text}},
+        {"pk": {"S": "b"}, "sk": {"N": "2"}, "v": {"B": data}},
+        {"pk": {"S": "m"}, "sk": {"N": "3"}, "v": {"M": {"a": {"L": [{"S": text[:150_000]}, {"B": data[:150_000]}]}}}},
+        {"pk": {"S": "sets"}, "sk": {"N": "4"}, "ss": {"SS": [text[:180_000], "x"]}, "bs": {"BS": [data[:180_000], b"x"]}},
+        {"pk": {"S": "wide"}, "sk": {"N": "5"}, "n": {"N": "1" + "0" * 37}, "v": {"S": text[:300_000]}},
+    ]
+
+
+def test_large_values_convert_and_import_from_both_formats_and_every_spelling(s3, mongo_client, bucket):
+    from dynamo2mongo.mapping.native import line_converter
+    from dynamo2mongo.sandbox.ion_writer import dump_line
+
+    items = _large_items()
+    ion_lines = [dump_line(item).encode() for item in items]
+    spellings = {
+        "ION": ion_lines,
+        # whitespace the fast readers leave to amazon-ion, whose C extension used to stop at 16 KB
+        "ION spaced": [line.replace(b"{Item:", b"{Item: ", 1) for line in ion_lines],
+        "DYNAMODB_JSON": [json.dumps({"Item": item_to_json(item)}).encode() for item in items],
+    }
+    keys = ("pk", "sk")
+    snapshots = []
+    for spelling, lines in spellings.items():
+        export_format = spelling.split()[0]
+        files = _upload_export(s3, bucket, f"large-{uuid.uuid4().hex[:8]}", {"big": lines},
+                               suffix="ion" if export_format == "ION" else "json")
+        collection = mongo_client["itest"][f"large-{uuid.uuid4().hex[:8]}"]
+        quarantined = []
+        for native in (line_converter(export_format, keys), None):
+            result = convert_file(s3, bucket, files[0].data_key, manifest.reader_for(export_format), keys,
+                                  quarantine=quarantined.append, fast_line=native)
+            assert (result.items, result.bad_count, quarantined) == (len(items), 0, []), spelling
+            assert import_file(s3, bucket, result.output_key, collection, batch_size=2).applied == len(items)
+        snapshots.append(_snapshot(collection))
+        documents = {document["pk"]: document for document in collection.find()}
+        for item in items:
+            assert canonical_item(document_to_item(documents[item["pk"]["S"]])) == canonical_item(item), spelling
+    assert snapshots[0] == snapshots[1] == snapshots[2]
 
 
 def test_reimport_keeps_documents_forward_sync_already_updated(mongo_client):

@@ -13,17 +13,27 @@ get the same text the reference gives (``str`` of the Decimal). Anything outside
 (whitespace, comments, symbol IDs, floats, timestamps, long strings, other annotations, unknown
 escapes, numbers beyond 40 digits or 4-digit exponents) goes to amazon-ion, which then reads it or
 says why not. The differential tests hold the two readers to the same items and the same errors.
+
+amazon-ion's C extension reads each text value (string, blob, symbol, number token) into a buffer of
+a fixed size, 16 KB unless ``text_buffer_size_limit`` says otherwise, and stops at a larger one with
+``IERR_BUFFER_TOO_SMALL``, ``IERR_LOOKAHEAD_OVERFLOW`` or ``IERR_TOKEN_TOO_LONG``: limits of the
+reader, not faults of the line. DynamoDB values reach 400 KB, so ``parse_line_reference`` sizes the
+buffers to the line (no value is longer than the line holding it), and a line the C extension still
+stops at for one of its limits is read by amazon-ion's pure-Python reader, which has no such buffers.
+A line is "not valid Ion" only when a reader says so about the text itself.
 """
 
 from __future__ import annotations
 
 import base64
 import decimal
+import io
 import re
 from typing import Any
 
 from amazon.ion import simpleion
 from amazon.ion.core import IonType
+from amazon.ion.exceptions import IonException
 from amazon.ion.simple_types import IonPyNull
 
 from dynamo2mongo.fullload.export import MalformedRecord
@@ -79,12 +89,56 @@ def _reference_value(value: Any, where: str) -> dict[str, Any]:
     raise MalformedRecord(f"{where}: Ion {ion_type.name} has no DynamoDB type")
 
 
+# The C extension's default buffer for one text value (amazon-ion 0.15: a string of 16,383 bytes
+# reads, one of 16,384 does not); a line shorter than it cannot hold a value that overflows it.
+_C_BUFFER = 1 << 14
+# ion-c's errors that are limits of the reader (buffers, annotation slots, exponent range) or its
+# own failures, not a verdict on the text: the pure-Python reader reads such a line again.
+_READER_LIMITS = frozenset({
+    "IERR_NO_MEMORY", "IERR_TOO_MANY_ANNOTATIONS", "IERR_BUFFER_TOO_SMALL", "IERR_UNREAD_LIMIT_EXCEEDED",
+    "IERR_LOOKAHEAD_OVERFLOW", "IERR_TOKEN_TOO_LONG", "IERR_NUMERIC_OVERFLOW", "IERR_PARSER_INTERNAL",
+    "IERR_INTERNAL_ERROR",
+})  # fmt: skip
+_TOO_DEEP = "nested deeper than amazon-ion reads (DynamoDB allows 32 levels)"
+
+
+def _load(line: bytes | str) -> Any:
+    """The line's Ion value, by amazon-ion: its C extension with buffers as large as the line, else
+    (where that stops at one of its limits) its pure-Python reader; MalformedRecord with the true
+    reason when neither reads it.
+
+    The C extension stays the first reader, its buffers sized by its own option, rather than the
+    pure-Python reader taking every large line: it reads a 400 KB string in milliseconds where the
+    pure-Python reader takes seconds, and it reads every line alike (the pure-Python reader spells
+    some wide numbers differently, the same value).
+    """
+    # Bytes of the line's UTF-8 (at most 4 per character of a str): no value of it is longer.
+    size = len(line) if isinstance(line, bytes) else 4 * len(line)
+    buffer = size + 1 if size >= _C_BUFFER else None
+    try:
+        return simpleion.loads(line, single_value=True, text_buffer_size_limit=buffer)
+    except IonException as error:
+        if isinstance(error.__cause__, RecursionError):
+            raise MalformedRecord(f"{_TOO_DEEP}: {error}") from None
+        if str(error).split(" ", 1)[0] not in _READER_LIMITS:
+            raise MalformedRecord(f"not valid Ion: {error}") from None
+        limit = str(error).strip()
+    except Exception as error:  # amazon-ion raises plain Exceptions too (ValueError, ...)
+        raise MalformedRecord(f"not valid Ion: {error}") from None
+    source = io.BytesIO(line) if isinstance(line, bytes) else io.StringIO(line)
+    try:
+        return simpleion.load_python(source, single_value=True)
+    except IonException as error:
+        if isinstance(error.__cause__, RecursionError):
+            raise MalformedRecord(f"{_TOO_DEEP}: {error}") from None
+        raise MalformedRecord(f"not valid Ion: {error}") from None
+    except Exception as error:  # a value past what Python reads (an int of more than 4,300 digits)
+        raise MalformedRecord(f"an Ion value amazon-ion does not read ({limit}; pure Python: {error})") from None
+
+
 def parse_line_reference(line: bytes | str) -> dict[str, Any]:
     """``parse_line`` through amazon-ion only."""
-    try:
-        record = simpleion.loads(line, single_value=True)
-    except Exception as error:  # amazon-ion raises plain Exceptions (IonException, ValueError, ...)
-        raise MalformedRecord(f"not valid Ion: {error}") from None
+    record = _load(line)
     if getattr(record, "ion_type", None) is not IonType.STRUCT or "Item" not in record:
         raise MalformedRecord("expected a struct {Item:{...}}")
     item = record["Item"]
@@ -101,7 +155,9 @@ class _Unusual(Exception):
 
 
 # One token per match, each with the comma before it; the last alternative takes any other
-# character, so the tokens cover the whole line and nothing is skipped unread.
+# character, so the tokens cover the whole line and nothing is skipped unread. A run of identifier
+# characters that is no field name is one token (else each of its characters would start a field
+# name scanned to the end of the run: quadratic in a long symbol or long string).
 _TOKEN = re.compile(
     r""",?(?:[A-Za-z_$][A-Za-z0-9_$]*:(?!:)"""  # field name (identifier)
     r"""|"[^"\\\n]*(?:\\.[^"\\\n]*)*":?"""  # string (a field name when a colon follows)
@@ -109,9 +165,16 @@ _TOKEN = re.compile(
     r"""|\{\{[^{}]*\}\}|[{}\[\]]|true|false|null"""  # blob, structure, keywords
     r"""|'[^'\\\n]*(?:\\.[^'\\\n]*)*':"""  # quoted symbol: field names only
     r"""|\$dynamodb_[SNB]S::\["""  # set
+    r"""|[A-Za-z_$][A-Za-z0-9_$]*"""  # a symbol or keyword this reader leaves to amazon-ion
     r"""|.)""",
     re.DOTALL,
 )
+# From this length on a line is cut into tokens as it is read, so that the first token outside the
+# subset ends the reading: text outside it (a long string, a quoted symbol) can make a token that
+# does not close start at each of its quotes and scan to the end of the line, which over a whole
+# line of hundreds of kilobytes would take minutes. Shorter lines are cut in one call, the faster.
+_LAZY_FROM = 1 << 14
+_GROUP = re.Match.group
 _DECIMAL = re.compile(r"(-?(?:0|[1-9][0-9]*)(?:\.([0-9]*))?)(?:[dD]([+-]?[0-9]{1,4}))?")
 _MAX_DIGITS, _QUAD_DIGITS = 40, 34
 _KEYWORDS = frozenset({"true", "false", "null", "nan"})
@@ -285,7 +348,8 @@ def _value(token: str, tokens: Any) -> dict[str, Any]:
 def _read(line: str) -> dict[str, Any]:
     if line.startswith("$ion_1_0 "):
         line = line[9:]
-    tokens = iter(_TOKEN.findall(line.rstrip("\r\n")))
+    line = line.rstrip("\r\n")
+    tokens = iter(_TOKEN.findall(line)) if len(line) < _LAZY_FROM else map(_GROUP, _TOKEN.finditer(line))
     try:
         if next(tokens) != "{":
             raise _Unusual
@@ -300,5 +364,6 @@ def _read(line: str) -> dict[str, Any]:
 def parse_line(line: bytes | str) -> dict[str, Any]:
     try:
         return _read(line.decode("utf-8") if isinstance(line, bytes) else line)
-    except (_Unusual, UnicodeDecodeError, RecursionError):
+    except (_Unusual, UnicodeDecodeError, RecursionError, ValueError):
+        # ValueError: an integer of more than 4,300 digits, which int() refuses to read.
         return parse_line_reference(line)
