@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings, target
@@ -172,17 +171,17 @@ def test_a_valid_line_with_a_large_value_converts_where_it_was_quarantined_as_no
     assert expected.startswith('{"_id": "k", "pk": "k"')
 
 
-def test_a_large_line_outside_the_fast_subset_is_read_in_linear_time():
+def test_a_large_line_outside_the_fast_subset_reaches_its_verdict():
     """A long run of text the tokenizer does not recognise (a long string, a symbol) used to take it
-    quadratic time before the line reached amazon-ion: minutes for a 400 KB value."""
+    quadratic time before the line reached amazon-ion: minutes for a 400 KB value, then quarantined
+    as "not valid Ion". No timing is asserted here (timings belong in bench/); a return of the
+    quadratic tokenizer shows as minutes in this test's duration."""
     text = "x" * (400 * KB - 100)
-    for line in ["{Item:{pk:\"k\",s:'''" + text + "'''}}", "{Item:{pk:\"k\",s:" + text + "}}"]:
-        start = time.perf_counter()
-        try:
-            ion.parse_line(line.encode())
-        except MalformedRecord as error:
-            assert error.reason == "s: Ion SYMBOL has no DynamoDB type"
-        assert time.perf_counter() - start < 10
+    item = ion.parse_line(("{Item:{pk:\"k\",s:'''" + text + "'''}}").encode())
+    assert item["s"] == {"S": text}
+    with pytest.raises(MalformedRecord) as symbol:
+        ion.parse_line(("{Item:{pk:\"k\",s:" + text + "}}").encode())
+    assert symbol.value.reason == "s: Ion SYMBOL has no DynamoDB type"
 
 
 def test_when_the_c_extension_still_stops_at_its_buffer_the_pure_python_reader_reads_the_line(monkeypatch):
