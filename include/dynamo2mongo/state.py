@@ -16,7 +16,7 @@ import datetime as dt
 import time
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pymongo import ReturnDocument
 from pymongo.database import Database
@@ -75,6 +75,32 @@ class Phase(StrEnum):
 
 
 _ORDER = tuple(Phase)
+T = TypeVar("T")
+
+
+class _Field(Generic[T]):
+    """An attribute of ``Migration`` that is one top-level field of the document (None while absent)."""
+
+    def __init__(self, name: str | None = None):
+        self.name = name
+
+    def __set_name__(self, owner: type, attribute: str) -> None:
+        self.name = self.name or attribute
+
+    def __get__(self, migration: Migration | None, owner: type | None = None) -> T:
+        if migration is None:  # read on the class: the descriptor itself
+            return self  # type: ignore[return-value]
+        return self.read(migration)
+
+    def read(self, migration: Migration) -> T:
+        return migration.document.get(self.name)
+
+
+class _Section(_Field[Mapping[str, Any]]):
+    """An attribute of ``Migration`` that is one section of the document (empty while absent)."""
+
+    def read(self, migration: Migration) -> Mapping[str, Any]:
+        return migration._section(self.name)
 
 
 class Migration:
@@ -100,9 +126,7 @@ class Migration:
     def writer(self) -> str:
         return self.document.get("writer") or WRITER_DYNAMODB
 
-    @property
-    def last_run_id(self) -> str | None:
-        return self.document.get("last_run_id")
+    last_run_id = _Field[str | None]()
 
     @property
     def stream_arn(self) -> str | None:
@@ -128,9 +152,7 @@ class Migration:
     def size_bytes(self) -> int | None:
         return self._section("source").get("size_bytes")
 
-    @property
-    def exports(self) -> Mapping[str, dict[str, Any]]:
-        return self._section("exports")
+    exports = _Section()
 
     def export_for_run(self, run_id: str) -> dict[str, Any] | None:
         return self.exports.get(_field_key(run_id))
@@ -141,45 +163,27 @@ class Migration:
     def sync_started(self, direction: str) -> bool:
         return bool(self.document.get(f"{direction}_sync_started"))
 
-    @property
-    def forward_engine(self) -> Mapping[str, Any]:
-        """What forward_sync deployed (engine, function, mapping)."""
-        return self._section("forward")
-
-    @property
-    def forward_lag(self) -> Mapping[str, Any]:
-        """The lag sensor's (or the monitor's) last measurement of a Lambda engine."""
-        return self._section("forward_lag")
-
-    @property
-    def forward_caught_up_at(self) -> dt.datetime | None:
-        return self.document.get("forward_caught_up_at")
+    # What forward_sync deployed (engine, function, mapping).
+    forward_engine = _Section("forward")
+    # The lag sensor's (or the monitor's) last measurement of a Lambda engine.
+    forward_lag = _Section()
+    forward_caught_up_at = _Field[dt.datetime | None]()
 
     @property
     def lag_alerts(self) -> Mapping[str, dict[str, Any]]:
         """The open lag breach of each direction (a closed one is null)."""
         return {direction: alert for direction, alert in self._section("lag_alerts").items() if alert}
 
-    @property
-    def quarantine_alert(self) -> dict[str, Any] | None:
-        return self.document.get("quarantine_alert")
+    quarantine_alert = _Field[dict[str, Any] | None]()
 
     @property
     def alert_message(self) -> str | None:
         return self._section("alert").get("message")
 
-    @property
-    def full_load(self) -> Mapping[str, Any]:
-        """Reconcile's summary of the last full load."""
-        return self._section("full_load")
-
-    @property
-    def cut_over_at(self) -> dt.datetime | None:
-        return self.document.get("cut_over_at")
-
-    @property
-    def updated_at(self) -> dt.datetime | None:
-        return self.document.get("updated_at")
+    # Reconcile's summary of the last full load.
+    full_load = _Section()
+    cut_over_at = _Field[dt.datetime | None]()
+    updated_at = _Field[dt.datetime | None]()
 
 
 class StateStore:

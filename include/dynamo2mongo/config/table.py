@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
@@ -48,52 +48,32 @@ class RunParam:
 OptionalStr = StrictStr | None
 
 
-def _relative_prefix(prefix: str) -> str:
-    if prefix.startswith("/") or prefix.endswith("/"):
-        raise ValueError(f"must not start or end with '/', got {prefix!r}")
-    return prefix
+def _must(holds: Callable[[Any], Any], problem: str) -> Callable[[Any], Any]:
+    """A validator: the value when ``holds(value)``, else ValueError(``problem``), where ``{value}``
+    or ``{value!r}`` names the value."""
+
+    def check(value: Any) -> Any:
+        if not holds(value):
+            raise ValueError(problem.format(value=value))
+        return value
+
+    return check
 
 
-def _dms_prefix(prefix: str) -> str:
-    if not _DMS_PREFIX.match(prefix):
-        raise ValueError(f"must start with a letter and hold letters, digits and '-' (at most 40), got {prefix!r}")
-    return prefix
-
-
-def _share(fraction: float | None) -> float | None:
-    if fraction is not None and not 0 < fraction <= 1:
-        raise ValueError(f"must be above 0 and at most 1 (or null), got {fraction}")
-    return fraction
-
-
-def _index_fields(value: Any) -> Any:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
-        raise ValueError("must map index names to field names (strings)")
-    return value
-
-
-def _dag_name(name: str) -> str:
-    if not _NAME.match(name):
-        raise ValueError(f"may hold letters, digits, '_', '.', '-' only, got {name!r}")
-    return name
-
-
-def _dynamodb_name(name: str) -> str:
-    if not _TABLE_NAME.match(name):
-        raise ValueError(f"{name!r} is not a valid DynamoDB table name")
-    return name
-
-
-def _mongo_name(name: str) -> str:
-    if not name or _MONGO_NAME_FORBIDDEN.search(name):
-        raise ValueError(f"{name!r} is not a valid MongoDB name")
-    return name
-
-
-def _collection_name(name: str) -> str:
-    if not name or name.startswith("system.") or "$" in name:
-        raise ValueError(f"{name!r} is not a valid MongoDB collection name")
-    return name
+_relative_prefix = _must(lambda prefix: not prefix.startswith("/") and not prefix.endswith("/"),
+                         "must not start or end with '/', got {value!r}")
+_dms_prefix = _must(_DMS_PREFIX.match,
+                    "must start with a letter and hold letters, digits and '-' (at most 40), got {value!r}")
+_share = _must(lambda fraction: fraction is None or 0 < fraction <= 1,
+               "must be above 0 and at most 1 (or null), got {value}")
+_index_fields = _must(lambda value: isinstance(value, Mapping)
+                      and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()),
+                      "must map index names to field names (strings)")
+_dag_name = _must(_NAME.match, "may hold letters, digits, '_', '.', '-' only, got {value!r}")
+_dynamodb_name = _must(_TABLE_NAME.match, "{value!r} is not a valid DynamoDB table name")
+_mongo_name = _must(lambda name: name and not _MONGO_NAME_FORBIDDEN.search(name), "{value!r} is not a valid MongoDB name")
+_collection_name = _must(lambda name: name and not name.startswith("system.") and "$" not in name,
+                         "{value!r} is not a valid MongoDB collection name")
 
 
 @with_config(STRICT)

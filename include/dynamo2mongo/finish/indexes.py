@@ -41,6 +41,7 @@ from typing import Any
 from pymongo.collection import Collection
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
+from dynamo2mongo.finish import map_leaves
 from dynamo2mongo.mapping.keys import key_fields
 from dynamo2mongo.mapping.names import encode_name
 from dynamo2mongo.prepare.table import TableDescription
@@ -148,13 +149,8 @@ def plan_indexes(table: TableDescription, esr_sort_fields: Mapping[str, str] | N
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
+    # listIndexes may give a direction or an option as a double (1.0) where the plan has an int (1).
+    return map_leaves(value, lambda leaf: int(leaf) if isinstance(leaf, float) and leaf.is_integer() else leaf)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ subset of scan segments and of MongoDB documents instead of everything.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -23,10 +24,12 @@ import bson
 from pymongo.collection import Collection
 from pymongo.database import Database
 
+from dynamo2mongo.finish import map_leaves
 from dynamo2mongo.sync.dynamodb_items import BackwardApplyError, dynamodb_key
 from dynamo2mongo.mapping.canonical import canonical_item, content_hash
 from dynamo2mongo.progress import Progress
 from dynamo2mongo.mapping import Unrepresentable, document_to_item, item_to_document
+from dynamo2mongo.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -36,18 +39,16 @@ SUSPECTS_KEPT = 10_000
 _SCAN_PAGE = 1000
 
 
+# The kinds of difference, each counted and with its first keys kept as examples.
+KINDS = ("missing", "extra", "different", "unreadable")
+
+
 @dataclass
-class VerifyReport:
+class VerifyReport(Tally):
     table: str
     mode: str
-    dynamodb_items: int = 0
-    mongodb_documents: int = 0
-    checked: int = 0
-    missing: int = 0
-    extra: int = 0
-    different: int = 0
-    unreadable: int = 0
-    examples: dict[str, list[Any]] = field(default_factory=lambda: {"missing": [], "extra": [], "different": [], "unreadable": []})
+    COUNTS = ("dynamodb_items", "mongodb_documents", "checked", *KINDS)
+    examples: dict[str, list[Any]] = field(default_factory=lambda: {kind: [] for kind in KINDS})
     field_diff: dict[str, Any] | None = None
     seconds: float = 0.0
     suspects: list[Any] = field(default_factory=list)
@@ -55,26 +56,14 @@ class VerifyReport:
 
     @property
     def differences(self) -> int:
-        return self.missing + self.extra + self.different + self.unreadable
+        return sum(getattr(self, kind) for kind in KINDS)
 
     def summary(self) -> dict[str, Any]:
-        return {
-            "table": self.table,
-            "mode": self.mode,
-            "dynamodb_items": self.dynamodb_items,
-            "mongodb_documents": self.mongodb_documents,
-            "checked": self.checked,
-            "missing": self.missing,
-            "extra": self.extra,
-            "different": self.different,
-            "unreadable": self.unreadable,
-            "differences": self.differences,
-            "examples": self.examples,
-            "field_diff": self.field_diff,
-            "seconds": round(self.seconds, 1),
-            "rechecked": self.rechecked,
-            "at": dt.datetime.now(dt.timezone.utc),
-        }
+        """The report as it is stored: every field but the suspects (kept for a re-check only), with
+        the differences added up and the time it was made."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "suspects"}
+        return {**fields, "differences": self.differences, "seconds": round(self.seconds, 1),
+                "at": dt.datetime.now(dt.timezone.utc)}
 
     def describe(self) -> str:
         text = (
@@ -102,13 +91,7 @@ def field_diff(dynamodb_item: dict[str, Any], mongodb_item: dict[str, Any]) -> d
 
 
 def _printable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _printable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_printable(v) for v in value]
-    if isinstance(value, bytes):
-        return "0x" + value.hex()
-    return value
+    return map_leaves(value, lambda leaf: "0x" + leaf.hex() if isinstance(leaf, bytes) else leaf)
 
 
 class _Recorder:

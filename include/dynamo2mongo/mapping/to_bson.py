@@ -93,14 +93,14 @@ def _stored_name(name: str, top_level: bool) -> str:
     return stored
 
 
-def _map_value(inner: dict, path: tuple, hints: list, doubles: bool) -> dict:
-    if len(path) >= MAX_DEPTH:
-        raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
-    names = _STORED_NAMES[False]
-    document = {}
-    for name, value in inner.items():
+def _fill(document: dict, attributes: dict, path: tuple, hints: list, doubles: bool,
+          key_attrs: tuple[str, ...] = ()) -> dict:
+    """The attributes of an item (``path`` empty) or of a map, converted into ``document``."""
+    top_level = not path
+    names = _STORED_NAMES[top_level]
+    for name, value in attributes.items():
         # A stored name is never empty, so a cache miss is the only falsy answer.
-        stored = names.get(name) or _stored_name(name, False)
+        stored = names.get(name) or _stored_name(name, top_level)
         # Strings and small natural numbers are most values: they skip the calls and the path.
         if type(value) is dict and len(value) == 1:
             text = value.get("S")
@@ -111,8 +111,15 @@ def _map_value(inner: dict, path: tuple, hints: list, doubles: bool) -> dict:
             if type(text) is str and len(text) < 19 and text.isascii() and text.isdigit():
                 document[stored] = int(text)
                 continue
-        document[stored] = _to_value(value, (*path, stored), hints, doubles)
+        # Key numbers stay lossless whatever the mapping: they make up _id.
+        document[stored] = _to_value(value, (*path, stored), hints, doubles and name not in key_attrs)
     return document
+
+
+def _map_value(inner: dict, path: tuple, hints: list, doubles: bool) -> dict:
+    if len(path) >= MAX_DEPTH:
+        raise Unrepresentable(f"nested deeper than {MAX_DEPTH} levels", path)
+    return _fill({}, inner, path, hints, doubles)
 
 
 def _list_value(inner: list, path: tuple, hints: list, doubles: bool) -> list:
@@ -183,21 +190,7 @@ def item_to_document(
         if not isinstance(attr, dict) or len(attr) != 1 or next(iter(attr)) not in ("S", "N", "B"):
             raise Unrepresentable(f"key attribute must be S, N or B, got {attr!r:.80}", (name,))
     # _id comes first: its place is taken now, its value set once the key fields are converted.
-    document: dict[str, Any] = {"_id": None}
-    names = _STORED_NAMES[True]
-    for name, attr in item.items():
-        stored = names.get(name) or _stored_name(name, True)
-        if type(attr) is dict and len(attr) == 1:
-            text = attr.get("S")
-            if type(text) is str:
-                document[stored] = text
-                continue
-            text = attr.get("N")
-            if type(text) is str and len(text) < 19 and text.isascii() and text.isdigit():
-                document[stored] = int(text)
-                continue
-        # Key numbers stay lossless whatever the mapping: they make up _id.
-        document[stored] = _to_value(attr, (stored,), hints, doubles and name not in key_attrs)
+    document: dict[str, Any] = _fill({"_id": None}, item, (), hints, doubles, key_attrs)
     # The convention of keys.document_id, with the key field names looked up once per key schema.
     try:
         stored_keys = _KEY_FIELDS[key_attrs]

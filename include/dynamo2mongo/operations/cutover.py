@@ -148,12 +148,7 @@ class Operations:
                 f"backward sync of {self.table!r} is not running: without it, changes made in MongoDB after the "
                 f"cut-over would be lost on a rollback. Start it (`dynamo2mongo relay backward --table {self.table}`)"
             ) from None
-        began = now()
-        log.info("%s: cut-over began; waiting for forward sync to apply every DynamoDB write", self.table)
-        drained = _drain(self.forward, FORWARD, began, self.quiet_seconds, self.timeout_seconds, self.poll_seconds,
-                         "DynamoDB")
-        self.forward.stop()
-        _wait(self.forward.stopped, self.timeout_seconds, self.poll_seconds, "forward sync stopping")
+        began, drained = self._drain_and_stop("cut-over", self.forward, FORWARD, "DynamoDB")
         self.state.update_migration(writer=WRITER_MONGODB, phase=Phase.CUT_OVER, cut_over_at=now())
         log.info("%s: cut over; MongoDB is the writer, backward sync keeps DynamoDB current", self.table)
         return {"writer": WRITER_MONGODB, "began": began, **drained}
@@ -172,18 +167,24 @@ class Operations:
             )
         if migration.phase == Phase.FINISHED:
             raise OperationRefused(f"table {self.table!r} is finished: both syncs are stopped for good")
-        began = now()
-        log.info("%s: rollback began; waiting for backward sync to apply every MongoDB write", self.table)
-        drained = _drain(self.backward, BACKWARD, began, self.quiet_seconds, self.timeout_seconds, self.poll_seconds,
-                         "MongoDB")
-        self.backward.stop()
-        _wait(self.backward.stopped, self.timeout_seconds, self.poll_seconds, "backward sync stopping")
+        began, drained = self._drain_and_stop("rollback", self.backward, BACKWARD, "MongoDB")
         if resume_forward:
             self.forward.start()
         self.state.update_migration(writer=WRITER_DYNAMODB, phase=Phase.ROLLED_BACK, rolled_back_at=now())
         log.info("%s: rolled back; DynamoDB is the writer again (forward sync %s)", self.table,
                  "resumed" if resume_forward else "stays stopped")
         return {"writer": WRITER_DYNAMODB, "began": began, "forward_resumed": resume_forward, **drained}
+
+    def _drain_and_stop(self, operation: str, sync: Switches, direction: str, writer: str
+                        ) -> tuple[dt.datetime, dict[str, Any]]:
+        """The hand-over, either way: once ``sync`` applied every write made in ``writer`` before now,
+        it stops. Returns when the operation began and what the drain saw."""
+        began = now()
+        log.info("%s: %s began; waiting for %s sync to apply every %s write", self.table, operation, direction, writer)
+        drained = _drain(sync, direction, began, self.quiet_seconds, self.timeout_seconds, self.poll_seconds, writer)
+        sync.stop()
+        _wait(sync.stopped, self.timeout_seconds, self.poll_seconds, f"{direction} sync stopping")
+        return began, drained
 
     def finish(self, collection: Any, dynamodb: Any, source_table: str, strip_metadata: bool = False,
                disable_stream: bool = False) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from pymongo.errors import OperationFailure, PyMongoError
 from dynamo2mongo.sync.events import ensure_images
 from dynamo2mongo.config import TableConfig
 from dynamo2mongo.mongo_tls import tls_problem
-from dynamo2mongo.prepare.stream import REQUIRED_VIEW
+from dynamo2mongo.prepare.stream import view_problem
 from dynamo2mongo.prepare.table import TableDescription, describe_table
 from dynamo2mongo.errors import Permanent
 
@@ -60,11 +60,9 @@ def check_source(config: TableConfig, dynamodb: Any, s3: Any, report: PreflightR
     report.table = table.summary()
     if table.status != "ACTIVE":
         report.problems.append(f"table {table.name!r} is {table.status}; wait until it is ACTIVE")
-    if table.stream_enabled and table.stream_view_type != REQUIRED_VIEW:
-        report.problems.append(
-            f"table {table.name!r} has a stream with view type {table.stream_view_type}; the migration needs "
-            f"{REQUIRED_VIEW}: change it (its current consumers lose their position) and retry"
-        )
+    problem = view_problem(table.name, table.stream_view_type) if table.stream_enabled else None
+    if problem:
+        report.problems.append(problem)
     if not table.pitr_enabled and not config.export.enable_pitr:
         report.problems.append(
             f"point-in-time recovery is off on {table.name!r}: turn it on, or set export.enable_pitr: true "

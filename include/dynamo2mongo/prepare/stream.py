@@ -12,6 +12,18 @@ from dynamo2mongo.errors import Permanent
 REQUIRED_VIEW = "NEW_AND_OLD_IMAGES"
 
 
+def view_problem(table_name: str, view: str | None) -> str | None:
+    """What is wrong with the table's enabled stream of this view type (None: nothing), as preflight
+    reports it and enabling refuses it."""
+    if view == REQUIRED_VIEW:
+        return None
+    return (
+        f"table {table_name!r} already has a stream with view type {view}; the migration needs "
+        f"{REQUIRED_VIEW} (old and new images). Disable that stream or change its view type "
+        f"(its consumers will lose their position), then retry."
+    )
+
+
 class StreamError(Permanent, RuntimeError):
     """The table's stream is in a state the migration cannot use; the message says what to do."""
 
@@ -31,13 +43,9 @@ def ensure_stream(dynamodb: Any, table_name: str) -> StreamResult:
     table = dynamodb.describe_table(TableName=table_name)["Table"]
     spec = table.get("StreamSpecification") or {}
     if spec.get("StreamEnabled"):
-        view = spec.get("StreamViewType")
-        if view != REQUIRED_VIEW:
-            raise StreamError(
-                f"table {table_name!r} already has a stream with view type {view}; the migration needs "
-                f"{REQUIRED_VIEW} (old and new images). Disable that stream or change its view type "
-                f"(its consumers will lose their position), then retry."
-            )
+        problem = view_problem(table_name, spec.get("StreamViewType"))
+        if problem:
+            raise StreamError(problem)
         return StreamResult(stream_arn=table["LatestStreamArn"], enabled_by_us=False)
     try:
         response = dynamodb.update_table(

@@ -54,46 +54,24 @@ from dynamo2mongo.sync.policy import CONFLICT_TOKEN, later, write_mongodb
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.records import mark_of, synced_document
 from dynamo2mongo.sync.typememory import TableTypes
+from dynamo2mongo.tally import Tally
 
 log = logging.getLogger(__name__)
 
 DIRECTION = "backward"
-_COUNTS = ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts", "quarantined",
-           "undecided_types")
 # How often backward sync decides a key again that forward sync is writing, and how long it waits.
 _MID_WRITE_RETRIES = 25
 _MID_WRITE_PAUSE = 0.02
 
 
 @dataclass
-class BackwardResult:
-    events: int = 0
-    written: int = 0
-    deleted: int = 0
-    echoes: int = 0
-    skipped: int = 0
-    collapsed: int = 0
-    conflicts: int = 0
-    quarantined: int = 0
-    undecided_types: int = 0
+class BackwardResult(Tally):
+    COUNTS = ("events", "written", "deleted", "echoes", "skipped", "collapsed", "conflicts", "quarantined",
+              "undecided_types")
     newest_at: dt.datetime | None = None
     # The newest change made in MongoDB by someone other than forward sync (not an echo).
     newest_independent: dt.datetime | None = None
     last_token: Any = None
-
-    def add(self, other: "BackwardResult") -> None:
-        for name in _COUNTS:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        if other.newest_at and (self.newest_at is None or other.newest_at > self.newest_at):
-            self.newest_at = other.newest_at
-        if other.newest_independent and (
-            self.newest_independent is None or other.newest_independent > self.newest_independent
-        ):
-            self.newest_independent = other.newest_independent
-        self.last_token = other.last_token or self.last_token
-
-    def counts(self) -> dict[str, int]:
-        return {n: getattr(self, n) for n in _COUNTS}
 
 
 @dataclass

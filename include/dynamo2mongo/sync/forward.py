@@ -45,6 +45,7 @@ from dynamo2mongo.sync.policy import CONFLICT_TOKEN, later, reassert, reassert_c
 from dynamo2mongo.sync.quarantine import Quarantine
 from dynamo2mongo.sync.records import Change, ForwardApplyError, document_hash, mark_of, to_change
 from dynamo2mongo.sync.typememory import TableTypes
+from dynamo2mongo.tally import Tally
 
 log = logging.getLogger(__name__)
 
@@ -52,50 +53,19 @@ DIRECTION = "forward"
 
 
 @dataclass
-class ApplyResult:
-    records: int = 0
-    written: int = 0
-    deleted: int = 0
-    skipped: int = 0
-    collapsed: int = 0
-    echoes: int = 0
-    conflicts: int = 0
+class ApplyResult(Tally):
+    COUNTS = ("records", "written", "deleted", "skipped", "collapsed", "echoes", "conflicts", "unconvertible")
     newest_created: dt.datetime | None = None
     # The newest change made in DynamoDB by someone other than backward sync (not an echo).
     newest_independent: dt.datetime | None = None
     last_seq: str | None = None
     failed: list[tuple[Change, str]] = field(default_factory=list)
-    unconvertible: int = 0
-
-    def add(self, other: "ApplyResult") -> None:
-        self.records += other.records
-        self.written += other.written
-        self.deleted += other.deleted
-        self.skipped += other.skipped
-        self.collapsed += other.collapsed
-        self.echoes += other.echoes
-        self.conflicts += other.conflicts
-        if other.newest_created and (self.newest_created is None or other.newest_created > self.newest_created):
-            self.newest_created = other.newest_created
-        if other.newest_independent and (
-            self.newest_independent is None or other.newest_independent > self.newest_independent
-        ):
-            self.newest_independent = other.newest_independent
-        self.last_seq = other.last_seq or self.last_seq
-        self.failed.extend(other.failed)
-        self.unconvertible += other.unconvertible
 
     def counts(self) -> dict[str, int]:
-        return {
-            "records": self.records,
-            "written": self.written,
-            "deleted": self.deleted,
-            "skipped": self.skipped,
-            "collapsed": self.collapsed,
-            "echoes": self.echoes,
-            "conflicts": self.conflicts,
-            "quarantined": len(self.failed) + self.unconvertible,
-        }
+        # Records that could not be converted are quarantined like those MongoDB refused.
+        counts = super().counts()
+        counts["quarantined"] = len(self.failed) + counts.pop("unconvertible")
+        return counts
 
 
 def _not_newer(seq: str) -> dict[str, Any]:

@@ -227,3 +227,15 @@ def applied_through(meta: Database, table: str, stream_arn: str | None) -> dt.da
     if not open_shards or any(c.get("caught_up_at") is None for c in open_shards):
         return None
     return min(c["caught_up_at"] for c in open_shards)
+
+
+def relay_drained(meta: Database, table: str, stream_arn: str | None, sync: SyncConfig, watch: LagWatch,
+                  since: dt.datetime, at: dt.datetime) -> tuple[str, LagReport]:
+    """One check, for whoever stopped writing at ``since`` and waits for the relay: the lag sensor's
+    decision, but 'caught_up' only once every change made before ``since`` is applied too."""
+    report = relay_lag(meta, table, stream_arn, sync.heartbeat_timeout_seconds, sync.retention_alarm_hours, at)
+    decision = watch.observe(report)
+    through = applied_through(meta, table, stream_arn)
+    if decision == "caught_up" and (through is None or through <= since):
+        decision = "waiting"
+    return decision, report

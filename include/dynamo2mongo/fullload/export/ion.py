@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import base64
 import decimal
+import functools
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 from amazon.ion import simpleion
@@ -284,41 +286,39 @@ def _struct(tokens: Any) -> dict[str, Any]:
             raise _Unusual
 
 
-def _list(tokens: Any) -> list:
-    values = []
-    token = next(tokens)
-    if token == "]":
-        return values
-    while True:
-        values.append(_value(token, tokens))
-        token = next(tokens)
-        if token == "]":
-            return values
-        if token[0] != "," or len(token) == 1:
-            raise _Unusual
-        token = token[1:]
-
-
-def _set(kind: str, tokens: Any) -> list:
+def _elements(tokens: Any, element: Callable[[str, Any], Any]) -> list:
+    """The elements of a list or set whose ``[`` was read, up to its ``]``: ``element`` reads each
+    from its first token (and the tokens after it)."""
     elements = []
     token = next(tokens)
     if token == "]":
         return elements
     while True:
-        if kind == "SS" and token[0] == '"' and token[-1] == '"' and len(token) > 1:
-            elements.append(_text(token))
-        elif kind == "NS" and token[0] in "-0123456789":
-            elements.append(_number(token))
-        elif kind == "BS" and token[:2] == "{{":
-            elements.append(_blob(token))
-        else:
-            raise _Unusual
+        elements.append(element(token, tokens))
         token = next(tokens)
         if token == "]":
             return elements
         if token[0] != "," or len(token) == 1:
             raise _Unusual
         token = token[1:]
+
+
+def _list(tokens: Any) -> list:
+    return _elements(tokens, _value)
+
+
+def _set_element(kind: str, token: str, tokens: Any) -> Any:
+    if kind == "SS" and token[0] == '"' and token[-1] == '"' and len(token) > 1:
+        return _text(token)
+    if kind == "NS" and token[0] in "-0123456789":
+        return _number(token)
+    if kind == "BS" and token[:2] == "{{":
+        return _blob(token)
+    raise _Unusual
+
+
+def _set(kind: str, tokens: Any) -> list:
+    return _elements(tokens, functools.partial(_set_element, kind))
 
 
 def _value(token: str, tokens: Any) -> dict[str, Any]:

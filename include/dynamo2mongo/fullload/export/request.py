@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import uuid
 from dataclasses import dataclass
@@ -40,20 +41,12 @@ class ExportInfo:
         return self.arn.rsplit("/", 1)[-1]
 
     def facts(self) -> dict[str, Any]:
-        """The small, JSON-safe facts that go to XCom and the state store."""
-        return {
-            "export_arn": self.arn,
-            "export_id": self.export_id,
-            "export_time": self.export_time,
-            "format": self.export_format,
-            "bucket": self.bucket,
-            "prefix": self.prefix,
-            "manifest_key": self.manifest_key,
-            "item_count": self.item_count,
-            "start_time": self.start_time,
-            "end_time": self.end_time,
-            "billed_size_bytes": self.billed_size_bytes,
-        }
+        """The small, JSON-safe facts that go to XCom and the state store: every field but the status,
+        the ARN and the format under the names the state store has always used, and the export's id."""
+        facts = dataclasses.asdict(self)
+        del facts["status"]
+        return {"export_arn": facts.pop("arn"), "export_id": self.export_id, "format": facts.pop("export_format"),
+                **facts}
 
 
 def client_token(dag_id: str, run_id: str) -> str:
