@@ -183,7 +183,7 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
             )
             ImportFileOperator(
                 task_id="import",
-                converted=converted.output,
+                data_file=converted.output,
                 map_index_template="{{ data_file_label }}",
                 **import_pool,
                 **common,

@@ -233,18 +233,10 @@ class ListExportFilesOperator(TableOperator):
         return listed
 
 
-def _label(data_file: dict[str, Any]) -> str:
-    return posixpath.basename(data_file["data_key"])
+class _DataFileOperator(TableOperator):
+    """A task mapped over the export's data files, labelled by its file's name (``data_file_label``).
 
-
-class ConvertFileOperator(TableOperator):
-    """Convert one export data file into gzip'd canonical Extended JSON next to the export.
-
-    Malformed or unrepresentable records go to the quarantine collection with file, line and reason;
-    the task then fails naming them, unless the run's Param ``accept_quarantined`` is set.
-    A file already converted from the same source object is not converted again.
-
-    :param data_file: one entry of the list task's XCom (mapped).
+    :param data_file: the file's entry in the upstream task's XCom (mapped).
     """
 
     template_fields = ("data_file",)
@@ -254,8 +246,24 @@ class ConvertFileOperator(TableOperator):
         self.data_file = data_file
 
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
-        data = self.data_file
-        context["data_file_label"] = _label(data)
+        context["data_file_label"] = posixpath.basename(self.data_file["data_key"])
+        return self.run_file(config, context, self.data_file)
+
+    def run_file(self, config: TableConfig, context: Context, data: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class ConvertFileOperator(_DataFileOperator):
+    """Convert one export data file into gzip'd canonical Extended JSON next to the export.
+
+    Malformed or unrepresentable records go to the quarantine collection with file, line and reason;
+    the task then fails naming them, unless the run's Param ``accept_quarantined`` is set.
+    A file already converted from the same source object is not converted again.
+
+    ``data_file`` is one entry of the list task's XCom.
+    """
+
+    def run_file(self, config: TableConfig, context: Context, data: dict[str, Any]) -> dict[str, Any]:
         s3 = self.aws(config, "s3")
         state = self.state(config)
         done = state.file_result(data["export_id"], data["data_key"]) or {}
@@ -297,24 +305,16 @@ class ConvertFileOperator(TableOperator):
         return {**data, "output_key": result.output_key, "converted_items": result.items}
 
 
-class ImportFileOperator(TableOperator):
+class ImportFileOperator(_DataFileOperator):
     """Load one converted file with unordered bulk upserts keyed by ``_id`` (write concern majority).
 
     Safe to repeat: the same records upsert to the same documents; a document that forward sync has
     already updated is newer than the export and is left as it is.
 
-    :param converted: the convert task's XCom for this file (mapped).
+    ``data_file`` is the convert task's XCom for this file: its entry, with the converted output.
     """
 
-    template_fields = ("converted",)
-
-    def __init__(self, *, converted: Any, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.converted = converted
-
-    def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
-        data = self.converted
-        context["data_file_label"] = _label(data)
+    def run_file(self, config: TableConfig, context: Context, data: dict[str, Any]) -> dict[str, Any]:
         collection = self.mongo(config)[config.database][config.collection]
         state = self.state(config)
         result = import_file(

@@ -17,7 +17,7 @@ from dynamo2mongo.config import TableConfig, parse_config
 from dynamo2mongo.fullload.convert import convert_file
 from dynamo2mongo.fullload.export import manifest
 from dynamo2mongo.fullload.export.request import client_token, completed_export, ensure_pitr, start_export
-from dynamo2mongo.sync.lag import LagWatch, applied_through, relay_lag
+from dynamo2mongo.sync.lag import LagWatch, relay_drained
 from dynamo2mongo.fullload.load import import_file
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.state import StateStore
@@ -101,11 +101,8 @@ def wait_caught_up(mongo: Any, config: TableConfig, stream_arn: str, timeout: fl
     while time.monotonic() < deadline:
         if relay is not None and relay.poll() is not None:
             raise AssertionError(f"the relay exited with {relay.returncode}: {log_path.read_text()[-3000:] if log_path else ''}")
-        report = relay_lag(meta, config.name, stream_arn, config.sync.heartbeat_timeout_seconds,
-                           config.sync.retention_alarm_hours, now())
-        decision = watch.observe(report)
-        through = applied_through(meta, config.name, stream_arn)
-        if decision == "caught_up" and through is not None and through > writes_stopped:
+        decision, report = relay_drained(meta, config.name, stream_arn, config.sync, watch, writes_stopped, now())
+        if decision == "caught_up":
             return
         assert decision != "failed", report.fatal
         time.sleep(0.3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 
 import pytest
 
@@ -18,13 +17,6 @@ from forward_helpers import create_source, full_load, table_config
 pytestmark = pytest.mark.integration
 KEY = {"pk": sample.item(3)["pk"], "sk": sample.item(3)["sk"]}
 DOCUMENT_ID = {"pk": sample.item(3)["pk"]["S"], "sk": 3}
-
-
-@pytest.fixture(scope="module")
-def bucket(s3):
-    name = f"policy-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def _drain_forward(relay):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-import uuid
 
 import pytest
 from bson import json_util
@@ -21,13 +20,6 @@ from dynamo2mongo.finish.verify import verify
 from forward_helpers import create_source, full_load, relay_env, start_relay, table_config, wait_caught_up
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def bucket(s3):
-    name = f"fwd-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def _snapshot(collection) -> list[str]:

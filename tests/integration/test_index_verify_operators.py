@@ -20,44 +20,14 @@ ITEMS = 60
 
 
 @pytest.fixture
-def table(dynamodb, mongo_client, mongo_uri, aws_endpoint, tmp_path, monkeypatch):
+def table(dynamodb, mongo_client, airflow_tables):
     """A seeded sample table, its collection loaded as the import would, and the Airflow connections."""
-    # Airflow reads its home when first imported: never the developer's ~/airflow.
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
-    from dynamo2mongo.sandbox.main import mongo_connection
-
     name = f"ops-{uuid.uuid4().hex[:10]}"
     sample.create_table(dynamodb, name)
     sample.seed(lambda: dynamodb, name, ITEMS, workers=1)
     collection = mongo_client[DATABASE][name]
     collection.insert_many([item_to_document(sample.item(i), sample.KEY_ATTRS) for i in range(ITEMS)])
-    config_file = tmp_path / "tables.yaml"
-    config_file.write_text(
-        json.dumps(
-            {
-                "defaults": {"aws_conn_id": "itest_aws", "mongo_conn_id": "itest_mongo"},
-                "tables": [
-                    {
-                        "name": name,
-                        "source_table": name,
-                        "database": DATABASE,
-                        "collection": name,
-                        "metadata_database": META,
-                        "export": {"s3_bucket": "unused"},
-                        "indexes": {"esr_sort_fields": {"by_customer": "status"}},
-                    }
-                ],
-            }
-        )
-    )
-    monkeypatch.setenv("D2M_CONFIG", str(config_file))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ITEST_AWS",
-        json.dumps(
-            {"conn_type": "aws", "login": "sandbox", "password": "sandbox", "extra": {"endpoint_url": aws_endpoint}}
-        ),
-    )
-    monkeypatch.setenv("AIRFLOW_CONN_ITEST_MONGO", json.dumps(mongo_connection(mongo_uri)))
+    airflow_tables(name, DATABASE, META, indexes={"esr_sort_fields": {"by_customer": "status"}})
     yield name, collection
     collection.drop()
 

@@ -436,45 +436,15 @@ def test_deploy_twice_changes_nothing_and_follows_configuration(
     assert facts["state"] == "Disabled"
 
 
-def test_deploy_operator_records_the_forward_engine(
-    dynamodb, lambda_client, mongo_client, mongo_uri, aws_endpoint, tmp_path, monkeypatch
-):
-    # Airflow reads its home when first imported: never the developer's ~/airflow.
-    monkeypatch.setenv("AIRFLOW_HOME", str(tmp_path / "airflow_home"))
-    from dynamo2mongo.sandbox.main import mongo_connection
+def test_deploy_operator_records_the_forward_engine(dynamodb, lambda_client, mongo_client, mongo_uri, aws_endpoint,
+                                                    airflow_tables):
     from dynamo2mongo_airflow.forward_lambda import DeployForwardLambdaOperator
 
     name, stream_arn = _new_table(dynamodb)  # never written to: see the module docstring
     # What the sandbox's entry points do before the DAG runs: the role a real account is configured with.
     role = sandbox_engines.lambda_role(boto3.session.Session().client("iam", endpoint_url=aws_endpoint))
-    config_file = tmp_path / "tables.yaml"
-    config_file.write_text(
-        json.dumps(
-            {
-                "defaults": {"environment": "sandbox", "aws_conn_id": "itest_aws", "mongo_conn_id": "itest_mongo"},
-                "tables": [
-                    {
-                        "name": name,
-                        "source_table": name,
-                        "database": DATABASE,
-                        "collection": name,
-                        "metadata_database": META,
-                        "export": {"s3_bucket": "unused"},
-                        "sync": {"forward": "lambda"},
-                        "forward_lambda": {"role_arn": role},
-                    }
-                ],
-            }
-        )
-    )
-    monkeypatch.setenv("D2M_CONFIG", str(config_file))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_ITEST_AWS",
-        json.dumps(
-            {"conn_type": "aws", "login": "sandbox", "password": "sandbox", "extra": {"endpoint_url": aws_endpoint}}
-        ),
-    )
-    monkeypatch.setenv("AIRFLOW_CONN_ITEST_MONGO", json.dumps(mongo_connection(mongo_uri)))
+    airflow_tables(name, DATABASE, META, defaults={"environment": "sandbox"}, sync={"forward": "lambda"},
+                   forward_lambda={"role_arn": role})
     state = StateStore(mongo_client[META], name)
     state.update_migration(stream={"arn": stream_arn}, source={"key": list(sample.KEY_ATTRS)})
 

@@ -25,13 +25,6 @@ pytestmark = pytest.mark.integration
 ITEMS = 30_000
 
 
-@pytest.fixture(scope="module")
-def bucket(s3):
-    name = f"recovery-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    return name
-
-
 def _worker(code: str, env: dict[str, str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], env=env, stderr=subprocess.PIPE, text=True)
 

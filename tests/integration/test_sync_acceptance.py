@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import signal
 import time
-import uuid
 
 import bson
 import pytest
@@ -25,13 +24,6 @@ from forward_helpers import create_source, full_load, relay_env, start_relay, ta
 
 pytestmark = pytest.mark.integration
 OPERATIONS = 5000
-
-
-@pytest.fixture(scope="module")
-def bucket(s3):
-    name = f"both-{uuid.uuid4().hex[:8]}"
-    s3.create_bucket(Bucket=name)
-    return name
 
 
 def _restart(relays, direction, start):

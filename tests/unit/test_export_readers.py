@@ -54,38 +54,32 @@ def test_ddb_json_lines_read_back(case):
     assert canonical_item(ddbjson.parse_line(_to_ddb_json(item).encode())) == canonical_item(item)
 
 
-@pytest.mark.parametrize(
-    "line, reason",
-    [
-        (b'{"Item": {"a": {"S": "x"}', "not valid JSON"),
-        (b'{"Items": {}}', 'expected an object {"Item": {...}}'),
-        (b'{"Item": {"a": {"Q": "x"}}}', "a: unknown DynamoDB type 'Q'"),
-        (b'{"Item": {"a": {"N": 5}}}', "a: N value must be str, got int"),
-        (b'{"Item": {"a": {"B": "***"}}}', "a: invalid base64"),
-        (b'{"Item": {"a": {"M": {"b": {"L": [{"NULL": false}]}}}}}', "a.b[0]: NULL value must be true"),
-        (b'\xff\xfe', "not valid JSON"),
-    ],
-)
-def test_malformed_ddb_json_lines(line, reason):
-    with pytest.raises(MalformedRecord) as error:
-        ddbjson.parse_line(line)
-    assert reason in error.value.reason
+MALFORMED_DDB_JSON = [
+    (b'{"Item": {"a": {"S": "x"}', "not valid JSON"),
+    (b'{"Items": {}}', 'expected an object {"Item": {...}}'),
+    (b'{"Item": {"a": {"Q": "x"}}}', "a: unknown DynamoDB type 'Q'"),
+    (b'{"Item": {"a": {"N": 5}}}', "a: N value must be str, got int"),
+    (b'{"Item": {"a": {"B": "***"}}}', "a: invalid base64"),
+    (b'{"Item": {"a": {"M": {"b": {"L": [{"NULL": false}]}}}}}', "a.b[0]: NULL value must be true"),
+    (b'\xff\xfe', "not valid JSON"),
+]
+MALFORMED_ION = [
+    (b"{Item:{a:", "not valid Ion"),
+    (b"{Thing:{}}", "expected a struct {Item:{...}}"),
+    (b"{Item:{a:1.5e0}}", "a: Ion FLOAT has no DynamoDB type"),
+    (b"{Item:{a:$dynamodb_XX::[1.]}}", "a: unknown annotation '$dynamodb_XX'"),
+    (b'{Item:{a:$dynamodb_SS::[1.]}}', "a: $dynamodb_SS elements must be strings"),
+    (b"{Item:{a:2024-01-01T}}", "a: Ion TIMESTAMP has no DynamoDB type"),
+]
 
 
 @pytest.mark.parametrize(
-    "line, reason",
-    [
-        (b"{Item:{a:", "not valid Ion"),
-        (b"{Thing:{}}", "expected a struct {Item:{...}}"),
-        (b"{Item:{a:1.5e0}}", "a: Ion FLOAT has no DynamoDB type"),
-        (b"{Item:{a:$dynamodb_XX::[1.]}}", "a: unknown annotation '$dynamodb_XX'"),
-        (b'{Item:{a:$dynamodb_SS::[1.]}}', "a: $dynamodb_SS elements must be strings"),
-        (b"{Item:{a:2024-01-01T}}", "a: Ion TIMESTAMP has no DynamoDB type"),
-    ],
+    "reader, line, reason",
+    [(ddbjson, *case) for case in MALFORMED_DDB_JSON] + [(ion, *case) for case in MALFORMED_ION],
 )
-def test_malformed_ion_lines(line, reason):
+def test_malformed_lines_of_either_format(reader, line, reason):
     with pytest.raises(MalformedRecord) as error:
-        ion.parse_line(line)
+        reader.parse_line(line)
     assert reason in error.value.reason
 
 

@@ -8,7 +8,6 @@ the two give the same items, documents, text and errors, on generated data and o
 
 from __future__ import annotations
 
-import base64
 import decimal
 import json
 import math
@@ -48,19 +47,7 @@ def _result(function, *args):
 
 
 def _ddb_json(item: dict) -> str:
-    def encode(value):
-        ((kind, inner),) = value.items()
-        if kind == "B":
-            return {"B": base64.b64encode(inner).decode()}
-        if kind == "BS":
-            return {"BS": [base64.b64encode(v).decode() for v in inner]}
-        if kind == "M":
-            return {"M": {k: encode(v) for k, v in inner.items()}}
-        if kind == "L":
-            return {"L": [encode(v) for v in inner]}
-        return value
-
-    return json.dumps({"Item": {k: encode(v) for k, v in item.items()}})
+    return json.dumps({"Item": ddbjson.item_to_json(item)})
 
 
 # ---- Ion ------------------------------------------------------------------------------------------
