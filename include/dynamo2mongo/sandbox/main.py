@@ -405,12 +405,22 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dynamo2mongo.sandbox.main", description=__doc__)
-    parser.add_argument("--items", type=int, default=100_000, help="items to seed (default 100000)")
+    parser.add_argument("--items", type=int, help="items to seed (default 100000; with --ui 5000)")
     parser.add_argument("--keep-servers", action="store_true", help="keep the servers up after the run")
-    parser.add_argument("--writes-per-second", type=float, default=20.0,
-                        help="rate of the writer that changes the table during the migration (default 20)")
+    parser.add_argument("--writes-per-second", type=float,
+                        help="rate of the writer that changes the table during the migration (default 20; with --ui 5)")
+    parser.add_argument("--ui", action="store_true",
+                        help="run a local Airflow (api-server, scheduler, dag-processor, triggerer) with the relays "
+                             "and a writer, and trigger the DAGs from its UI; Ctrl-C stops everything")
+    parser.add_argument("--port", type=int, default=8080, help="with --ui: the Airflow UI's port (default 8080)")
+    parser.add_argument("--no-writer", action="store_true", help="with --ui: no writer changing the table")
     args = parser.parse_args(argv)
-    run(args.items, args.keep_servers, args.writes_per_second)
+    if args.ui:
+        from dynamo2mongo.sandbox.ui import serve
+
+        serve(args.items or 5_000, args.port, not args.no_writer, args.writes_per_second or 5.0)
+        return
+    run(args.items or 100_000, args.keep_servers, args.writes_per_second or 20.0)
 
 
 if __name__ == "__main__":
