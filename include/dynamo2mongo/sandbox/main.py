@@ -352,10 +352,10 @@ def run_operations(env: dict[str, str], log: Path, config: TableConfig, dynamodb
     """The operations DAG: cut over, let the new application write MongoDB, roll back; verify each time."""
     ops_dag = f"{config.dag_id}__operations"
     collection = client[config.database][config.collection]
-    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "cut_over"}))
+    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "cut_over", "confirm": config.name}))
     app = MongoWorkload(collection, sample.KEY_ATTRS, existing=items, seed=5)
     app.run(threading.Event(), per_second=50, max_ops=300)
-    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "rollback"}))
+    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "rollback", "confirm": config.name}))
     ids = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in sorted(app.touched)]
     ids += [d["_id"] for d in collection.find({"recreated_in": "mongodb"}, {"_id": 1})]
     inserted = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in range(items + 1_000_000, app.next_index)]

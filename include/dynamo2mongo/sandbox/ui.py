@@ -146,7 +146,8 @@ def wait_dags(base_url: str, dag_ids: list[str], processes: Processes, timeout: 
             if set(dag_ids) <= known:
                 return
         time.sleep(1)
-    raise SystemExit(f"the DAGs {dag_ids} were not parsed within {timeout:.0f} s; see {processes.logs}/dag-processor.log")
+    raise SystemExit(f"the DAGs {dag_ids} were not parsed within {timeout:.0f} s; "
+                     f"see {processes.logs}/dag-processor.log")
 
 
 def _exited_message(processes: Processes) -> str:
@@ -253,7 +254,8 @@ def serve(items: int, port: int, writer: bool, writes_per_second: float) -> None
                                      capture_output=True, text=True)
             (logs / "db-migrate.log").write_text(migrate.stdout + migrate.stderr)
             if migrate.returncode != 0:
-                raise SystemExit(f"`airflow db migrate` failed; see {logs / 'db-migrate.log'}:\n{migrate.stderr[-3000:]}")
+                raise SystemExit(f"`airflow db migrate` failed; see {logs / 'db-migrate.log'}:\n"
+                                 f"{migrate.stderr[-3000:]}")
             subprocess.run([sys.executable, "-m", "dynamo2mongo", "pools", "--apply"], env=env, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             print("[4/5] starting both relays" + (f" and a writer (~{writes_per_second:g} writes/s until the first "
