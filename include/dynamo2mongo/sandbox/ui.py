@@ -208,7 +208,8 @@ def serve(items: int, port: int, writer: bool, writes_per_second: float) -> None
     from dynamo2mongo.sandbox.main import airflow_env, start_relay, stop_relay
 
     (config,) = [t for t in load_config() if t.name == "sample_orders"]
-    work = ROOT / ".sandbox" / "ui"
+    # $D2M_SANDBOX_UI_DIR: tests keep their Airflow home apart from a user's.
+    work = Path(os.environ.get("D2M_SANDBOX_UI_DIR") or ROOT / ".sandbox" / "ui")
     home = work / "airflow"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
