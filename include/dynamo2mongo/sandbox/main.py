@@ -32,6 +32,7 @@ from dynamo2mongo.sync.lag import LagReport, LagWatch, applied_through, relay_la
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.engines import provisioned_configuration
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
+from dynamo2mongo.sandbox.terminal import follow, plural
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.mapping import document_to_item
 from dynamo2mongo.finish.verify import verify, verify_keys
@@ -234,7 +235,8 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         client = MongoClient(mongo_uri, tz_aware=True)
         try:
             started = time.monotonic()
-            _airflow(env, log, "dags", "test", config.dag_id)
+            with follow(log):
+                _airflow(env, log, "dags", "test", config.dag_id)
             phases["dags test (whole DAG)"] = time.monotonic() - started
             stop_writing.set()
             writer.join()
@@ -244,17 +246,24 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
             final_lag = wait_caught_up(meta, config, migration["stream"]["arn"], relay)
             phases["final catch-up after the writer stopped"] = time.monotonic() - started
             collection = client[config.database][config.collection]
+            caught_up = phases["final catch-up after the writer stopped"]
+            print(f"the writer stopped; forward sync caught up in {caught_up:.1f} s; comparing both stores ...",
+                  flush=True)
             started = time.monotonic()
             report = check_both_sides(dynamodb(), config, collection, items, workload)
             phases[f"verify ({report.mode})"] = time.monotonic() - started
             matched = check_sample(collection, items, workload.touched)
+            print("backward sync: three documents changed in MongoDB ...", flush=True)
             started = time.monotonic()
             backward_demo = show_backward_sync(dynamodb(), config, client, items)
             phases["backward sync demo"] = time.monotonic() - started
             started = time.monotonic()
+            print("cut-over, 300 writes by the new application in MongoDB, rollback (the operations DAG) ...",
+                  flush=True)
             operations = run_operations(env, log, config, dynamodb(), client, items, workload)
             phases["cut-over, proving writes, rollback"] = time.monotonic() - started
             started = time.monotonic()
+            print("the lag monitor, once ...", flush=True)
             _airflow(env, log, "tasks", "test", "dynamo2mongo__monitor", "monitor_lag")
             phases["lag monitor (dashboard samples, alerts)"] = time.monotonic() - started
         finally:
@@ -270,6 +279,8 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, final_lag)
         print(backward_demo)
         print(operations["text"])
+        print(f"phase            {operations['phase']} (the last step was the rollback: DynamoDB is the writer, "
+              f"forward sync keeps MongoDB current)")
         client.close()
         if failed or migration.get("phase") != "forward_caught_up" or report.differences or operations["differences"]:
             raise SystemExit(
@@ -364,10 +375,10 @@ def run_operations(env: dict[str, str], log: Path, config: TableConfig, dynamodb
     ops = ", ".join(f"{n} {k}s" for k, n in sorted(app.ops.items()))
     text = (
         f"operations       cut-over, then {sum(app.ops.values())} writes by the new application ({ops}), then "
-        f"rollback: phase {phase}; {report.checked:,} keys compared after the rollback: {report.missing} missing, "
+        f"rollback; {report.checked:,} keys compared after the rollback: {report.missing} missing, "
         f"{report.extra} extra, {report.different} different"
     )
-    return {"text": text, "differences": report.differences + (phase != "rolled_back")}
+    return {"text": text, "differences": report.differences + (phase != "rolled_back"), "phase": phase}
 
 
 def print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, lag) -> None:
@@ -378,7 +389,7 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
     print()
     print(f"== dynamo2mongo sandbox: {config.source_table} -> {config.database}.{config.collection} ==")
     print(f"items seeded     {items:>12,}")
-    print(f"items exported   {export.get('item_count') or 0:>12,}   ({export.get('format')}, {len(files)} data files)")
+    print(f"items exported   {export.get('item_count') or 0:>12,}   ({export.get('format')}, {plural(len(files), 'data file')})")
     print(f"items converted  {converted:>12,}   (quarantined {full_load.get('quarantined', 0):,})")
     print(f"items imported   {imported:>12,}")
     ops = ", ".join(f"{n} {k}s" for k, n in sorted(workload.ops.items()))
@@ -391,7 +402,7 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
     print(f"verification     {report.checked:>12,}   items compared ({report.mode}): {report.missing} missing, "
           f"{report.extra} extra, {report.different} different; {matched} untouched items also checked against "
           f"the generator")
-    print("phase timings (s):")
+    print("timings (s):")
     for name, seconds in phases.items():
         print(f"  {name:<40}{seconds:>9.1f}")
     by_task: dict[str, list[float]] = {}
@@ -400,7 +411,6 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
     for task_id, durations in by_task.items():
         label = task_id if len(durations) == 1 else f"{task_id} (x{len(durations)}, sum)"
         print(f"  {label:<40}{sum(durations):>9.1f}")
-    print(f"phase: {migration.get('phase')}")
 
 
 def main(argv: list[str] | None = None) -> None:
