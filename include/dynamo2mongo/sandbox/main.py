@@ -399,9 +399,11 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
           f"{counts.get('collapsed', 0):,} collapsed")
     print(f"lag at the end   {lag.lag_seconds:>12.1f} s (the DAG's lag sensor passed at "
           f"{(migration.get('forward_lag') or {}).get('lag_seconds', 0):.1f} s, threshold {config.sync.lag_threshold_seconds} s)")
-    print(f"verification     {report.checked:>12,}   items compared ({report.mode}): {report.missing} missing, "
-          f"{report.extra} extra, {report.different} different; {matched} untouched items also checked against "
-          f"the generator")
+    print(f"sandbox check    {report.checked:>12,}   items compared by the sandbox itself ({report.mode}): "
+          f"{report.missing} missing, {report.extra} extra, {report.different} different; {matched} untouched items "
+          f"also checked against the generator")
+    dag_check = f"sampled {config.verify.sample_fraction:.0%}" if config.verify.sample_fraction else "full"
+    print(f"verify task      {'':>12}   the DAG's own check ({dag_check}; its report is on the dashboard)")
     print("timings (s):")
     for name, seconds in phases.items():
         print(f"  {name:<40}{seconds:>9.1f}")
