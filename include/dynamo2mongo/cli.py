@@ -213,7 +213,8 @@ def pools(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; deploy files are checked against it (tests/unit/test_deploy_files.py)."""
     parser = argparse.ArgumentParser(prog="dynamo2mongo", description="dynamo2mongo operations")
     parser.add_argument("--config", help="table configuration file (default: $D2M_CONFIG or config/tables.yaml)")
     parser.add_argument("--log-level", default="INFO",
@@ -256,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     pool.add_argument("--apply", action="store_true",
                       help="also create or resize them with `airflow pools import` (needs Airflow's environment)")
     pool.set_defaults(run=pools)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     # The level is the project's own: at debug, botocore and pymongo would drown the sync's decisions.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     log.setLevel(args.log_level.upper())

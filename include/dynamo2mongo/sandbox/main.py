@@ -299,7 +299,9 @@ def serve_ui(env: dict[str, str], work: Path, port: int = 8080) -> None:
     with (work / "api-server.log").open("w") as out:
         server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
                                    str(port), "--workers", "1"], env=ui_env, stdout=out, stderr=subprocess.STDOUT)
-    print(f"servers kept running. Airflow UI: http://127.0.0.1:{port}/ (Migrations: "
+    print("servers kept running, with a UI to look at the results: no scheduler runs here, so a triggered run "
+          "would wait forever (./sandbox.sh --ui runs a whole Airflow).", flush=True)
+    print(f"Airflow UI, no login: http://127.0.0.1:{port}/ (Migrations: "
           f"http://127.0.0.1:{port}/plugin/dynamo2mongo, the dashboard alone: http://127.0.0.1:{port}/dynamo2mongo/); "
           f"log {work / 'api-server.log'}. Press Ctrl-C to stop", flush=True)
     try:
