@@ -33,7 +33,8 @@ from typing import Any
 
 import boto3
 
-from dynamo2mongo.config import TableConfig, load_config
+from dynamo2mongo.config import default_config_path, load_config
+from dynamo2mongo.sandbox.engines import provisioned_configuration
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
 from dynamo2mongo.sandbox.workload import Workload
@@ -249,6 +250,10 @@ def serve(items: int, port: int, writer: bool, writes_per_second: float) -> None
             print(f"[2/5] seeding {items:,} items into {config.source_table} ...", flush=True)
             seconds = sample.seed(dynamodb, config.source_table, items)
             print(f"      seeded in {seconds:.1f} s", flush=True)
+            # The engines' prerequisites (Lambda role, DMS instance and roles) for tables that use them.
+            base["D2M_CONFIG"] = str(provisioned_configuration(
+                default_config_path(), lambda service: session.client(service, endpoint_url=endpoint),
+                work / "tables.yaml"))
             env = ui_env(airflow_env(base, endpoint, mongo_uri, home, config), port)
             print(f"[3/5] preparing Airflow's metadata database ({home}) ...", flush=True)
             migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
