@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from airflow.sdk import DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, chain, task, task_group
+from airflow.sdk import (DAG, Asset, AsyncCallback, DeadlineAlert, DeadlineReference, Param, TaskGroup, chain, task,
+                         task_group)
 
 from dynamo2mongo.config import ConfigError, MonitorConfig, PlanConfig, PoolsConfig, TableConfig, load_isolated, run_params
 from dynamo2mongo.operations.plan import EXPORT_POOL, IMPORT_POOL, milestone_uri, trigger_description
@@ -35,26 +36,36 @@ from dynamo2mongo_airflow.verify import VerifyOperator
 DOC = """
 ### DynamoDB `{source}` → MongoDB `{database}.{collection}`
 
-Starts: {trigger}. A run that a schedule tick or an upstream milestone starts after the table's full
-load is done (or after a cut-over) is skipped by **gate**; a manual run redoes the full load, except
-after a cut-over.
+Starts: {trigger}. **gate** skips a run that a schedule tick or an upstream milestone starts once the
+full load is done; a manual run redoes the full load, except after a cut-over.
 
-Full load of a live table (DESIGN §2): **preflight** (table, PITR, stream, S3, MongoDB checks) →
-**enable_stream** (NEW_AND_OLD_IMAGES, so nothing after the export time is missed) →
-**wait_stream_active** → **export** (point-in-time, {format}, deferrable; one export per DAG run) →
-**list_export_files** (manifest-files.json) → **load_file** mapped per data file: **convert** (to
-canonical Extended JSON next to the export) then **import** (idempotent bulk upserts) →
-**reconcile** (imported counts against the manifest) → **forward_sync** ({forward}: {forward_how}) →
-**wait_forward_lag** (deferrable: lag under the threshold for {checks} consecutive checks; fails long
-before unapplied records reach the stream's 24 h retention) → backward sync ({backward}: {backward_how})
-→ **create_indexes** (primary key, one per LSI/GSI, partial where sparse, ESR order where configured;
-checked against the plan) → **verify** (both sides compared by content hash; fails above the tolerance).
-**reconcile** updates the asset `{full_load_asset}`, **wait_forward_lag** `{caught_up_asset}`: later waves
-of the plan start on them. {deadline}
+**prepare**
+- **gate**: may this run do the full load?
+- **preflight**: table, PITR, stream, S3 and MongoDB checks; lists each problem with its fix
+- **enable_stream**, **wait_stream_active**: a NEW_AND_OLD_IMAGES stream, so nothing after the export is missed
 
-Every task is safe to clear and retry. Malformed records are kept in the `quarantine` collection of
-the `{meta}` database; set *accept_quarantined* to load the rest of a file anyway.
-State lives in `{meta}.migrations` (document `_id: "{name}"`).
+**full_load**
+- **export**: point-in-time export ({format}), deferrable, one per DAG run (a retry resumes it)
+- **list_export_files**: the export's manifest
+- **load_file.convert** / **load_file.import**, one per data file: to canonical Extended JSON, then
+  idempotent bulk upserts; the task log shows counts, rate and ETA
+- **reconcile**: imported counts against the manifest; updates `{full_load_asset}`
+
+**sync**
+- **forward_sync** ({forward}): {forward_how}
+- **wait_forward_lag**: lag under the threshold for {checks} consecutive checks; fails long before unapplied
+  records reach the stream's 24 h retention; updates `{caught_up_asset}`
+- backward sync ({backward}): {backward_how}
+
+**indexes_and_verification**
+- **create_indexes**: primary key, one per LSI/GSI (partial where sparse, ESR order where configured)
+- **verify**: both stores compared by content hash; fails above the tolerance
+
+**On call**
+- every task is safe to clear and retry
+- malformed records go to `{meta}.quarantine`; *accept_quarantined* loads the rest of a file anyway
+- state: `{meta}.migrations`, document `_id: "{name}"`
+- {deadline}
 """
 
 
@@ -152,83 +163,91 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
         },
     ) as dag:
         common = {"table": table}
-        run_gate = RunGateOperator(task_id="gate", execution_timeout=dt.timedelta(minutes=10), **common)
-        preflight = PreflightOperator(task_id="preflight", execution_timeout=dt.timedelta(minutes=10), **common)
-        stream = EnableStreamOperator(task_id="enable_stream", execution_timeout=dt.timedelta(minutes=10), **common)
-        stream_active = StreamActiveSensor(
-            task_id="wait_stream_active",
-            stream_arn="{{ ti.xcom_pull(task_ids='enable_stream')['stream_arn'] }}",
-            execution_timeout=dt.timedelta(minutes=20),
-            **common,
-        )
-        export = ExportTableOperator(
-            task_id="export",
-            # Deferred time counts: the export may take export.max_wait_seconds in AWS.
-            execution_timeout=dt.timedelta(seconds=table.export.max_wait_seconds + 30 * 60),
-            **export_pool,
-            **common,
-        )
-        files = ListExportFilesOperator(
-            task_id="list_export_files", export=export.output, execution_timeout=dt.timedelta(minutes=10), **common
-        )
-
-        @task_group(group_id="load_file")
-        def load_file(data_file):
-            converted = ConvertFileOperator(
-                task_id="convert",
-                data_file=data_file,
-                map_index_template="{{ data_file_label }}",
-                **import_pool,
+        # Groups for the graph view only: prefix_group_id=False keeps every task id (and so what
+        # on-call clears, and every xcom_pull) as it was.
+        with TaskGroup("prepare", prefix_group_id=False, tooltip="gate, preflight, the stream"):
+            run_gate = RunGateOperator(task_id="gate", execution_timeout=dt.timedelta(minutes=10), **common)
+            preflight = PreflightOperator(task_id="preflight", execution_timeout=dt.timedelta(minutes=10), **common)
+            stream = EnableStreamOperator(task_id="enable_stream", execution_timeout=dt.timedelta(minutes=10),
+                                          **common)
+            stream_active = StreamActiveSensor(
+                task_id="wait_stream_active",
+                stream_arn="{{ ti.xcom_pull(task_ids='enable_stream')['stream_arn'] }}",
+                execution_timeout=dt.timedelta(minutes=20),
                 **common,
             )
-            ImportFileOperator(
-                task_id="import",
-                data_file=converted.output,
-                map_index_template="{{ data_file_label }}",
-                **import_pool,
+        with TaskGroup("full_load", prefix_group_id=False, tooltip="export, convert and import per file, reconcile"):
+            export = ExportTableOperator(
+                task_id="export",
+                # Deferred time counts: the export may take export.max_wait_seconds in AWS.
+                execution_timeout=dt.timedelta(seconds=table.export.max_wait_seconds + 30 * 60),
+                **export_pool,
                 **common,
             )
+            files = ListExportFilesOperator(
+                task_id="list_export_files", export=export.output, execution_timeout=dt.timedelta(minutes=10), **common
+            )
 
-        loads = load_file.expand(data_file=files.output)
-        reconcile = ReconcileOperator(
-            task_id="reconcile",
-            export=export.output,
-            data_files=files.output,
-            # An empty table exports no data file: the mapped group is skipped and reconcile still runs.
-            trigger_rule="none_failed",
-            execution_timeout=dt.timedelta(minutes=30),
-            outlets=[milestone_asset(table.name, Phase.FULL_LOAD_DONE)],
-            **common,
-        )
-        if table.sync.forward == "relay":
-            forward = RelayRunningSensor(task_id="forward_sync", direction="forward", **common)
-        else:
-            forward = DeployForwardLambdaOperator(
-                task_id="forward_sync", execution_timeout=dt.timedelta(minutes=30), **common
+            @task_group(group_id="load_file")
+            def load_file(data_file):
+                converted = ConvertFileOperator(
+                    task_id="convert",
+                    data_file=data_file,
+                    map_index_template="{{ data_file_label }}",
+                    **import_pool,
+                    **common,
+                )
+                ImportFileOperator(
+                    task_id="import",
+                    data_file=converted.output,
+                    map_index_template="{{ data_file_label }}",
+                    **import_pool,
+                    **common,
+                )
+
+            loads = load_file.expand(data_file=files.output)
+            reconcile = ReconcileOperator(
+                task_id="reconcile",
+                export=export.output,
+                data_files=files.output,
+                # An empty table exports no data file: the mapped group is skipped and reconcile still runs.
+                trigger_rule="none_failed",
+                execution_timeout=dt.timedelta(minutes=30),
+                outlets=[milestone_asset(table.name, Phase.FULL_LOAD_DONE)],
+                **common,
             )
-        lag = ForwardLagSensor(
-            task_id="wait_forward_lag",
-            execution_timeout=dt.timedelta(hours=table.sync.retention_alarm_hours + 1),
-            outlets=[milestone_asset(table.name, Phase.FORWARD_CAUGHT_UP)],
-            **common,
-        )
-        if table.sync.backward == "relay":
-            backward = [RelayRunningSensor(task_id="backward_sync", direction="backward", **common)]
-        else:
-            deploy = DeployDmsBackwardOperator(task_id="deploy_backward", **common)
-            start = StartDmsBackwardOperator(task_id="start_backward", **common)
-            running = DmsBackwardRunningSensor(
-                task_id="wait_backward_running",
-                replication_task_arn="{{ ti.xcom_pull(task_ids='start_backward')['task_arn'] }}",
-                aws_conn_id=table.aws_conn_id,
-                region_name=table.region,
-                waiter_delay=table.dms.poll_seconds,
-                waiter_max_attempts=max(1, table.dms.max_wait_seconds // table.dms.poll_seconds),
+        with TaskGroup("sync", prefix_group_id=False, tooltip="forward sync, the lag sensor, backward sync"):
+            if table.sync.forward == "relay":
+                forward = RelayRunningSensor(task_id="forward_sync", direction="forward", **common)
+            else:
+                forward = DeployForwardLambdaOperator(
+                    task_id="forward_sync", execution_timeout=dt.timedelta(minutes=30), **common
+                )
+            lag = ForwardLagSensor(
+                task_id="wait_forward_lag",
+                execution_timeout=dt.timedelta(hours=table.sync.retention_alarm_hours + 1),
+                outlets=[milestone_asset(table.name, Phase.FORWARD_CAUGHT_UP)],
+                **common,
             )
-            backward = [deploy, start, running]
-        # Index builds can take hours on a large collection: they run beside forward sync.
-        indexes = CreateIndexesOperator(task_id="create_indexes", execution_timeout=dt.timedelta(hours=12), **common)
-        verify = _verify_task(table)
+            if table.sync.backward == "relay":
+                backward = [RelayRunningSensor(task_id="backward_sync", direction="backward", **common)]
+            else:
+                deploy = DeployDmsBackwardOperator(task_id="deploy_backward", **common)
+                start = StartDmsBackwardOperator(task_id="start_backward", **common)
+                running = DmsBackwardRunningSensor(
+                    task_id="wait_backward_running",
+                    replication_task_arn="{{ ti.xcom_pull(task_ids='start_backward')['task_arn'] }}",
+                    aws_conn_id=table.aws_conn_id,
+                    region_name=table.region,
+                    waiter_delay=table.dms.poll_seconds,
+                    waiter_max_attempts=max(1, table.dms.max_wait_seconds // table.dms.poll_seconds),
+                )
+                backward = [deploy, start, running]
+        with TaskGroup("indexes_and_verification", prefix_group_id=False, tooltip="indexes, then both stores compared"):
+            # Index builds can take hours on a large collection: they run beside forward sync.
+            indexes = CreateIndexesOperator(task_id="create_indexes", execution_timeout=dt.timedelta(hours=12),
+                                            **common)
+            verify = _verify_task(table)
         chain(run_gate, preflight, stream, stream_active, export, files, loads, reconcile, forward, lag, *backward,
               verify)
         reconcile >> indexes >> verify
@@ -238,7 +257,9 @@ def build_dag(table: TableConfig, plan: PlanConfig = PlanConfig(), pools: PoolsC
 OPERATIONS_DOC = """
 ### Operations on `{source}` ↔ `{database}.{collection}`
 
-Trigger with **operation**:
+Trigger with **operation** (nothing is preselected); cut_over and rollback also need the table's
+name `{name}` typed in **confirm**.
+
 - **cut_over**: stop the old application's writes to DynamoDB first. Waits until forward sync applied
   every DynamoDB write made before the run began (refuses if DynamoDB is still written), then stops
   forward sync. MongoDB is the writer; backward sync keeps DynamoDB current, so a rollback loses nothing.
@@ -262,11 +283,46 @@ def _verify_task(table: TableConfig) -> VerifyOperator:
     )
 
 
+def operation_params(table: TableConfig) -> dict[str, Param]:
+    """The operations form: no operation preselected, a typed confirmation for the two that switch the
+    writer, and each flag in the section of the one operation it applies to (the 3.3 form cannot hide
+    a field by another field's value; the operator ignores a flag of another operation)."""
+    return {
+        "operation": Param(
+            type="string",
+            enum=["cut_over", "rollback", "finish"],
+            title="Operation",
+            description="Required, nothing is preselected. cut_over: MongoDB becomes the writer (stop the old "
+            "application's DynamoDB writes first); rollback: DynamoDB is the writer again (stop the new "
+            "application's MongoDB writes first); finish: after a cut-over, stop both syncs for good.",
+        ),
+        "confirm": Param(
+            None,
+            type=["null", "string"],
+            title="Confirm with the table's name",
+            description=f"cut_over and rollback only: type `{table.name}` to confirm; any other value refuses.",
+        ),
+        "resume_forward": Param(
+            True, type="boolean", title="Resume forward sync", section="rollback only",
+            description="Applies to rollback only: resume forward sync, so MongoDB stays current after the rollback.",
+        ),
+        "strip_metadata": Param(
+            False, type="boolean", title="Remove _ddb", section="finish only",
+            description="Applies to finish only: remove the _ddb field (type hints, sync marks) from every document.",
+        ),
+        "disable_stream": Param(
+            False, type="boolean", title="Disable the stream", section="finish only",
+            description="Applies to finish only: disable the DynamoDB stream, if this migration enabled it.",
+        ),
+    }
+
+
 def build_operations_dag(table: TableConfig, monitor: MonitorConfig = MonitorConfig()) -> DAG:
     with DAG(
         dag_id=f"{table.dag_id}__operations",
         description=f"Cut-over, rollback and finish for {table.source_table} <-> {table.database}.{table.collection}",
-        doc_md=OPERATIONS_DOC.format(source=table.source_table, database=table.database, collection=table.collection),
+        doc_md=OPERATIONS_DOC.format(source=table.source_table, database=table.database, collection=table.collection,
+                                     name=table.name),
         schedule=None,
         start_date=dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc),
         catchup=False,
@@ -280,23 +336,7 @@ def build_operations_dag(table: TableConfig, monitor: MonitorConfig = MonitorCon
             "execution_timeout": dt.timedelta(hours=1),
             "on_failure_callback": failure_callbacks(monitor, table.name),
         },
-        params={
-            "operation": Param(
-                "cut_over",
-                enum=["cut_over", "rollback", "finish"],
-                description="cut_over: MongoDB becomes the writer; rollback: DynamoDB is the writer again; "
-                "finish: stop both syncs for good. Stop the current writer's application first.",
-            ),
-            "resume_forward": Param(
-                True, type="boolean", description="On rollback: resume forward sync, so MongoDB stays current."
-            ),
-            "strip_metadata": Param(
-                False, type="boolean", description="On finish: remove the _ddb field (type hints, sync marks)."
-            ),
-            "disable_stream": Param(
-                False, type="boolean", description="On finish: disable the stream, if this migration enabled it."
-            ),
-        },
+        params=operation_params(table),
     ) as dag:
         operation = MigrationOperationOperator(
             task_id="operation",
@@ -305,6 +345,7 @@ def build_operations_dag(table: TableConfig, monitor: MonitorConfig = MonitorCon
             resume_forward="{{ params.resume_forward }}",
             strip_metadata="{{ params.strip_metadata }}",
             disable_stream="{{ params.disable_stream }}",
+            confirm="{{ params.confirm or '' }}",
         )
         operation >> _verify_task(table)
     return dag

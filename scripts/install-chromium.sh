@@ -11,5 +11,6 @@ fi
 sudo=""
 [ "$(id -u)" = 0 ] || sudo=sudo
 export DEBIAN_FRONTEND=noninteractive
+echo "bootstrap: installing Debian's chromium for the browser tests (apt-get) ..." >&2
 $sudo apt-get install -y -q chromium >/dev/null 2>&1 || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium >/dev/null; }
 [ -x "$chromium" ] || { echo "Chromium did not install at $chromium" >&2; exit 1; }

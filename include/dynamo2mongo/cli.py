@@ -9,6 +9,10 @@
 - ``dynamo2mongo pools [--apply]``: the Airflow pools the configuration asks for, as ``airflow pools
   set`` commands, or created in the Airflow metadata database of this environment.
 
+A command that cannot reach MongoDB or AWS, or lacks credentials or permissions, prints one line
+naming the endpoint and the fix and exits 3 (``dynamo2mongo.cli_errors``); a configuration error
+exits 2. ``--timeout`` (or $D2M_TIMEOUT_SECONDS) bounds the wait for MongoDB: 5 s by default.
+
 The relay reads the table configuration (``--config`` or $D2M_CONFIG), takes AWS credentials from
 the standard AWS chain (environment, profile, instance role; ``AWS_ENDPOINT_URL`` for an
 emulator) and MongoDB from ``--mongo-uri`` or $MONGO_URI, so no secret is ever on its command line
@@ -42,10 +46,17 @@ def _table(args: argparse.Namespace) -> TableConfig:
 
 
 def _mongo_uri(args: argparse.Namespace) -> str:
+    """The MongoDB URI, with the command's timeout: a few seconds for the one-shot commands; a relay keeps
+    the driver's 30 s (it rides out a primary election) unless ``--timeout`` is given."""
+    from dynamo2mongo.cli_errors import DEFAULT_TIMEOUT_SECONDS, with_timeout
+
     uri = args.mongo_uri or os.environ.get("MONGO_URI")
     if not uri:
         raise SystemExit("set MONGO_URI (or --mongo-uri) to the MongoDB the table migrates to")
-    return uri
+    seconds = args.timeout
+    if seconds is None and args.command != "relay":
+        seconds = float(os.environ.get("D2M_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS)
+    return uri if seconds is None else with_timeout(uri, seconds)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -202,11 +213,15 @@ def pools(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; deploy files are checked against it (tests/unit/test_deploy_files.py)."""
     parser = argparse.ArgumentParser(prog="dynamo2mongo", description="dynamo2mongo operations")
     parser.add_argument("--config", help="table configuration file (default: $D2M_CONFIG or config/tables.yaml)")
     parser.add_argument("--log-level", default="INFO",
                         help="the level of dynamo2mongo's own log (debug: every key's sync decision)")
+    parser.add_argument("--timeout", type=float,
+                        help="seconds to wait for MongoDB before giving up (default: $D2M_TIMEOUT_SECONDS or 5; "
+                             "relays: the driver's 30)")
     commands = parser.add_subparsers(dest="command", required=True)
     relay = commands.add_parser("relay", help="run a sync relay in the foreground")
     directions = relay.add_subparsers(dest="direction", required=True)
@@ -242,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
     pool.add_argument("--apply", action="store_true",
                       help="also create or resize them with `airflow pools import` (needs Airflow's environment)")
     pool.set_defaults(run=pools)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     # The level is the project's own: at debug, botocore and pymongo would drown the sync's decisions.
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     log.setLevel(args.log_level.upper())
@@ -251,6 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         log.error("%s", error)
         return 2
+    except Exception as error:  # one line, never a traceback (unless asked for with --log-level debug)
+        from dynamo2mongo.cli_errors import describe
+
+        log.debug("traceback", exc_info=True)
+        line = describe(error, getattr(args, "mongo_uri", None) or os.environ.get("MONGO_URI"))
+        log.error("%s", line or f"{type(error).__name__}: {error} (--log-level debug shows the traceback)")
+        return 3
 
 
 if __name__ == "__main__":

@@ -19,6 +19,8 @@ from dynamo2mongo.operations.cutover import BACKWARD, FORWARD, OperationRefused,
 from dynamo2mongo_airflow.base import TableOperator
 
 OPERATIONS = ("cut_over", "rollback", "finish")
+# The two that switch the writer: the form asks for the table's name typed as confirmation.
+CONFIRMED = ("cut_over", "rollback")
 # DMS reports no position per change: a rollback on DMS waits this long after the writes stopped.
 DMS_SETTLE = dt.timedelta(seconds=60)
 
@@ -33,13 +35,16 @@ class MigrationOperationOperator(TableOperator):
     :param resume_forward: on rollback, resume forward sync (templated).
     :param strip_metadata: on finish, remove the ``_ddb`` field from every document (templated).
     :param disable_stream: on finish, disable the table's stream if this migration enabled it (templated).
+    :param confirm: the table's name, typed by whoever triggers cut_over or rollback (templated); ``None``
+        skips the check (a caller that names the table in code, not a form).
     """
 
-    template_fields = ("operation", "resume_forward", "strip_metadata", "disable_stream")
+    template_fields = ("operation", "resume_forward", "strip_metadata", "disable_stream", "confirm")
 
     def __init__(self, *, operation: str, resume_forward: Any = True, strip_metadata: Any = False,
-                 disable_stream: Any = False, **kwargs: Any) -> None:
+                 disable_stream: Any = False, confirm: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.confirm = confirm
         self.operation = operation
         self.resume_forward = resume_forward
         self.strip_metadata = strip_metadata
@@ -85,6 +90,9 @@ class MigrationOperationOperator(TableOperator):
     def run(self, config: TableConfig, context: Context) -> dict[str, Any]:
         if self.operation not in OPERATIONS:
             raise AirflowFailException(f"operation must be one of {', '.join(OPERATIONS)}, got {self.operation!r}")
+        refusal = confirmation_refusal(self.operation, self.confirm, config.name)
+        if refusal:
+            raise AirflowFailException(refusal)
         meta = self.mongo(config)[config.metadata_database]
         stream_arn = self.state(config).migration().stream_arn
         timeout = config.sync.heartbeat_timeout_seconds
@@ -116,6 +124,16 @@ class MigrationOperationOperator(TableOperator):
             raise AirflowFailException(f"{self.operation} of {config.name} refused: {error}") from error
         self.log.info("%s of %s: %s", self.operation, config.name, facts)
         return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in facts.items()}
+
+
+def confirmation_refusal(operation: str, confirm: str | None, table: str) -> str | None:
+    """Why ``operation`` may not run with ``confirm`` typed, or ``None`` when it may."""
+    if operation not in CONFIRMED or confirm is None:
+        return None
+    if confirm.strip() == table:
+        return None
+    typed = f"got {confirm.strip()!r}" if confirm.strip() else "it was left empty"
+    return f"{operation} of {table} refused: type the table's name {table!r} in 'confirm' to run it ({typed})"
 
 
 def _flag(value: Any) -> bool:

@@ -79,6 +79,23 @@ def _seed(meta, name: str) -> None:
                                     "extra": 0, "different": 0})
 
 
+def _seed_halted(meta, name: str) -> None:
+    """A rolled-back table whose forward relay stopped and whose backward relay went silent, with lag
+    samples from the last few minutes only and a full verification."""
+    now = dt.datetime.now(dt.timezone.utc)
+    StateStore(meta, name).update_migration(phase="rolled_back", last_run_id="manual__2", stream={"arn": "arn:s2"})
+    for seconds in range(600, 0, -15):
+        at = now - dt.timedelta(seconds=seconds)
+        record(meta, name, "forward", LagReport(2.0, "behind"), "forward relay", at)
+    Heartbeat(meta, name, "forward").beat("stopped", force=True)
+    CheckpointStore(meta, name, "forward").save("shardId-1", stream="arn:s2", caught_up_at=now - dt.timedelta(hours=2))
+    Heartbeat(meta, name, "backward").beat("applying", force=True, caught_up_at=now)
+    meta.relays.update_one({"_id": f"{name}/backward"}, {"$set": {"beat_at": now - dt.timedelta(minutes=10)}})
+    meta[VERIFICATIONS].insert_one({"_id": {"table": name, "run_id": "manual__2"}, "table": name, "run_id": "manual__2",
+                                    "at": now, "mode": "full", "checked": 2_093, "differences": 0, "missing": 0,
+                                    "extra": 0, "different": 0})
+
+
 @pytest.fixture(scope="module")
 def airflow(tmp_path_factory, aws_endpoint, mongo_uri, mongo_client, aws_env):
     if not Path(CHROMIUM).exists():
@@ -92,10 +109,13 @@ def airflow(tmp_path_factory, aws_endpoint, mongo_uri, mongo_client, aws_env):
         "tables": [{"name": name, "source_table": f"dash-{suffix}", "database": "dash", "collection": "orders",
                     "on_call": {"lag_alert_seconds": 300}},
                    {"name": f"{name}_next", "source_table": f"dash-next-{suffix}", "database": "dash",
-                    "collection": "customers"}],
+                    "collection": "customers"},
+                   {"name": f"{name}_halted", "source_table": f"dash-halted-{suffix}", "database": "dash",
+                    "collection": "invoices", "sync": {"heartbeat_timeout_seconds": 120}}],
     }
     (work / "tables.yaml").write_text(yaml.safe_dump(document))
     _seed(mongo_client[meta_name], name)
+    _seed_halted(mongo_client[meta_name], f"{name}_halted")
     from dynamo2mongo.config import parse_document
 
     port = _free_port()
@@ -195,6 +215,26 @@ def test_the_dashboard_shows_each_table_in_the_airflow_ui(airflow, browser):
     assert card.locator("svg.chart .threshold").count() == 1
     other = direct.locator(f"section.card[data-table='{airflow['table']}_next']")
     assert other.locator("[data-phase]").inner_text() == "not started"
+    assert "sampled" in card.locator(".verification-kind").inner_text()
+
+    # Honest screens: a stopped or silent relay shows its state, not a lag number; every phase has a colour;
+    # a full verification says so; minutes of samples fill the chart instead of a dot at its edge.
+    halted = direct.locator(f"section.card[data-table='{airflow['table']}_halted']")
+    assert halted.locator("[data-phase]").inner_text() == "rolled_back"
+    assert "warn" in halted.locator("[data-phase]").get_attribute("class")
+    assert halted.locator(".forward-lag [data-relay]").get_attribute("data-relay") == "stopped"
+    assert halted.locator(".forward-lag").inner_text() == "relay stopped"
+    assert halted.locator(".backward-lag [data-relay]").get_attribute("data-relay") == "stale"
+    assert "stale: no heartbeat for 10." in halted.locator(".backward-lag").inner_text()
+    assert halted.locator(".verification-kind").inner_text().startswith("full: every item of both stores, 2,093")
+    assert "samples since" in halted.locator("h3", has_text="Lag").inner_text()
+    xs = [float(point.split(",")[0]) for point in
+          halted.locator("svg.chart polyline[data-direction='forward']").first.get_attribute("points").split()]
+    assert min(xs) < 100 and max(xs) > 500, "the samples span the chart, not a dot at its right edge"
+    for cell in direct.locator("table.conflicts td, table.quarantine td, table.conflicts th").all():
+        style = cell.evaluate("c => getComputedStyle(c).overflowWrap + ' ' + getComputedStyle(c).wordBreak")
+        assert style == "break-word normal", style
+    halted.screenshot(path=str(ARTIFACTS / "dashboard-halted-relays.png"))
 
     direct.select_option("#hours", "1")
     direct.wait_for_function(

@@ -80,6 +80,8 @@ def table_view(client: MongoClient, configuration: Configuration, table: TableCo
         "target": f"{table.database}.{table.collection}",
         "engines": {"forward": table.sync.forward, "backward": table.sync.backward},
         "lag_alert_seconds": table.on_call.lag_alert_seconds,
+        # A relay silent for longer is shown as stale, never with a lag number that only counts its silence.
+        "heartbeat_timeout_seconds": table.sync.heartbeat_timeout_seconds,
         "lag_alerts": migration.lag_alerts,
         "counts": full_load_counts(client, table, migration),
         "lag_history": lag_history.series(meta, table.name, at - dt.timedelta(hours=hours)),

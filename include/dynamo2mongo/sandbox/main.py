@@ -32,6 +32,7 @@ from dynamo2mongo.sync.lag import LagReport, LagWatch, applied_through, relay_la
 from dynamo2mongo.sandbox import sample
 from dynamo2mongo.sandbox.engines import provisioned_configuration
 from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
+from dynamo2mongo.sandbox.terminal import follow, plural
 from dynamo2mongo.sandbox.workload import MongoWorkload, Workload
 from dynamo2mongo.mapping import document_to_item
 from dynamo2mongo.finish.verify import verify, verify_keys
@@ -234,7 +235,8 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         client = MongoClient(mongo_uri, tz_aware=True)
         try:
             started = time.monotonic()
-            _airflow(env, log, "dags", "test", config.dag_id)
+            with follow(log):
+                _airflow(env, log, "dags", "test", config.dag_id)
             phases["dags test (whole DAG)"] = time.monotonic() - started
             stop_writing.set()
             writer.join()
@@ -244,17 +246,24 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
             final_lag = wait_caught_up(meta, config, migration["stream"]["arn"], relay)
             phases["final catch-up after the writer stopped"] = time.monotonic() - started
             collection = client[config.database][config.collection]
+            caught_up = phases["final catch-up after the writer stopped"]
+            print(f"the writer stopped; forward sync caught up in {caught_up:.1f} s; comparing both stores ...",
+                  flush=True)
             started = time.monotonic()
             report = check_both_sides(dynamodb(), config, collection, items, workload)
             phases[f"verify ({report.mode})"] = time.monotonic() - started
             matched = check_sample(collection, items, workload.touched)
+            print("backward sync: three documents changed in MongoDB ...", flush=True)
             started = time.monotonic()
             backward_demo = show_backward_sync(dynamodb(), config, client, items)
             phases["backward sync demo"] = time.monotonic() - started
             started = time.monotonic()
+            print("cut-over, 300 writes by the new application in MongoDB, rollback (the operations DAG) ...",
+                  flush=True)
             operations = run_operations(env, log, config, dynamodb(), client, items, workload)
             phases["cut-over, proving writes, rollback"] = time.monotonic() - started
             started = time.monotonic()
+            print("the lag monitor, once ...", flush=True)
             _airflow(env, log, "tasks", "test", "dynamo2mongo__monitor", "monitor_lag")
             phases["lag monitor (dashboard samples, alerts)"] = time.monotonic() - started
         finally:
@@ -270,6 +279,8 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
         print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, final_lag)
         print(backward_demo)
         print(operations["text"])
+        print(f"phase            {operations['phase']} (the last step was the rollback: DynamoDB is the writer, "
+              f"forward sync keeps MongoDB current)")
         client.close()
         if failed or migration.get("phase") != "forward_caught_up" or report.differences or operations["differences"]:
             raise SystemExit(
@@ -288,7 +299,9 @@ def serve_ui(env: dict[str, str], work: Path, port: int = 8080) -> None:
     with (work / "api-server.log").open("w") as out:
         server = subprocess.Popen([sys.executable, "-m", "airflow", "api-server", "--host", "127.0.0.1", "--port",
                                    str(port), "--workers", "1"], env=ui_env, stdout=out, stderr=subprocess.STDOUT)
-    print(f"servers kept running. Airflow UI: http://127.0.0.1:{port}/ (Migrations: "
+    print("servers kept running, with a UI to look at the results: no scheduler runs here, so a triggered run "
+          "would wait forever (./sandbox.sh --ui runs a whole Airflow).", flush=True)
+    print(f"Airflow UI, no login: http://127.0.0.1:{port}/ (Migrations: "
           f"http://127.0.0.1:{port}/plugin/dynamo2mongo, the dashboard alone: http://127.0.0.1:{port}/dynamo2mongo/); "
           f"log {work / 'api-server.log'}. Press Ctrl-C to stop", flush=True)
     try:
@@ -352,10 +365,10 @@ def run_operations(env: dict[str, str], log: Path, config: TableConfig, dynamodb
     """The operations DAG: cut over, let the new application write MongoDB, roll back; verify each time."""
     ops_dag = f"{config.dag_id}__operations"
     collection = client[config.database][config.collection]
-    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "cut_over"}))
+    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "cut_over", "confirm": config.name}))
     app = MongoWorkload(collection, sample.KEY_ATTRS, existing=items, seed=5)
     app.run(threading.Event(), per_second=50, max_ops=300)
-    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "rollback"}))
+    _airflow(env, log, "dags", "test", ops_dag, "-c", json.dumps({"operation": "rollback", "confirm": config.name}))
     ids = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in sorted(app.touched)]
     ids += [d["_id"] for d in collection.find({"recreated_in": "mongodb"}, {"_id": 1})]
     inserted = [{"pk": sample.item(i)["pk"]["S"], "sk": i} for i in range(items + 1_000_000, app.next_index)]
@@ -364,10 +377,10 @@ def run_operations(env: dict[str, str], log: Path, config: TableConfig, dynamodb
     ops = ", ".join(f"{n} {k}s" for k, n in sorted(app.ops.items()))
     text = (
         f"operations       cut-over, then {sum(app.ops.values())} writes by the new application ({ops}), then "
-        f"rollback: phase {phase}; {report.checked:,} keys compared after the rollback: {report.missing} missing, "
+        f"rollback; {report.checked:,} keys compared after the rollback: {report.missing} missing, "
         f"{report.extra} extra, {report.different} different"
     )
-    return {"text": text, "differences": report.differences + (phase != "rolled_back")}
+    return {"text": text, "differences": report.differences + (phase != "rolled_back"), "phase": phase}
 
 
 def print_summary(config, items, export, files, migration, tasks, phases, report, matched, workload, beat, lag) -> None:
@@ -378,7 +391,7 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
     print()
     print(f"== dynamo2mongo sandbox: {config.source_table} -> {config.database}.{config.collection} ==")
     print(f"items seeded     {items:>12,}")
-    print(f"items exported   {export.get('item_count') or 0:>12,}   ({export.get('format')}, {len(files)} data files)")
+    print(f"items exported   {export.get('item_count') or 0:>12,}   ({export.get('format')}, {plural(len(files), 'data file')})")
     print(f"items converted  {converted:>12,}   (quarantined {full_load.get('quarantined', 0):,})")
     print(f"items imported   {imported:>12,}")
     ops = ", ".join(f"{n} {k}s" for k, n in sorted(workload.ops.items()))
@@ -388,10 +401,12 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
           f"{counts.get('collapsed', 0):,} collapsed")
     print(f"lag at the end   {lag.lag_seconds:>12.1f} s (the DAG's lag sensor passed at "
           f"{(migration.get('forward_lag') or {}).get('lag_seconds', 0):.1f} s, threshold {config.sync.lag_threshold_seconds} s)")
-    print(f"verification     {report.checked:>12,}   items compared ({report.mode}): {report.missing} missing, "
-          f"{report.extra} extra, {report.different} different; {matched} untouched items also checked against "
-          f"the generator")
-    print("phase timings (s):")
+    print(f"sandbox check    {report.checked:>12,}   items compared by the sandbox itself ({report.mode}): "
+          f"{report.missing} missing, {report.extra} extra, {report.different} different; {matched} untouched items "
+          f"also checked against the generator")
+    dag_check = f"sampled {config.verify.sample_fraction:.0%}" if config.verify.sample_fraction else "full"
+    print(f"verify task      {'':>12}   the DAG's own check ({dag_check}; its report is on the dashboard)")
+    print("timings (s):")
     for name, seconds in phases.items():
         print(f"  {name:<40}{seconds:>9.1f}")
     by_task: dict[str, list[float]] = {}
@@ -400,17 +415,26 @@ def print_summary(config, items, export, files, migration, tasks, phases, report
     for task_id, durations in by_task.items():
         label = task_id if len(durations) == 1 else f"{task_id} (x{len(durations)}, sum)"
         print(f"  {label:<40}{sum(durations):>9.1f}")
-    print(f"phase: {migration.get('phase')}")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m dynamo2mongo.sandbox.main", description=__doc__)
-    parser.add_argument("--items", type=int, default=100_000, help="items to seed (default 100000)")
+    parser.add_argument("--items", type=int, help="items to seed (default 100000; with --ui 5000)")
     parser.add_argument("--keep-servers", action="store_true", help="keep the servers up after the run")
-    parser.add_argument("--writes-per-second", type=float, default=20.0,
-                        help="rate of the writer that changes the table during the migration (default 20)")
+    parser.add_argument("--writes-per-second", type=float,
+                        help="rate of the writer that changes the table during the migration (default 20; with --ui 5)")
+    parser.add_argument("--ui", action="store_true",
+                        help="run a local Airflow (api-server, scheduler, dag-processor, triggerer) with the relays "
+                             "and a writer, and trigger the DAGs from its UI; Ctrl-C stops everything")
+    parser.add_argument("--port", type=int, default=8080, help="with --ui: the Airflow UI's port (default 8080)")
+    parser.add_argument("--no-writer", action="store_true", help="with --ui: no writer changing the table")
     args = parser.parse_args(argv)
-    run(args.items, args.keep_servers, args.writes_per_second)
+    if args.ui:
+        from dynamo2mongo.sandbox.ui import serve
+
+        serve(args.items or 5_000, args.port, not args.no_writer, args.writes_per_second or 5.0)
+        return
+    run(args.items or 100_000, args.keep_servers, args.writes_per_second or 20.0)
 
 
 if __name__ == "__main__":

@@ -121,6 +121,8 @@ def mongo_java_server_classpath() -> str:
     build = cache_dir() / "mongo-java-server" / digest.hexdigest()[:16]
     jar = build / "mongo-sandbox-1.jar"
     if not jar.exists():
+        print(f"building mongo-java-server {MONGO_JAVA_SERVER_VERSION} with Maven (first use; Maven Central) ...",
+              file=sys.stderr, flush=True)
         result = subprocess.run(
             ["mvn", "-q", "-B", "-f", str(JAVA_SOURCES / "pom.xml"), "package", f"-Dd2m.buildDir={build}"],
             capture_output=True,

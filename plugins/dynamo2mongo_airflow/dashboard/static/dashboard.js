@@ -33,21 +33,47 @@ function seconds(s) {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
-function lagText(report) {
-  if (report.fatal) return el("span", { class: "badge bad" }, "failed");
+// What a direction's lag cell says. A relay that stopped, paused or went silent applies nothing: its
+// "lag" would only count how long ago it stopped, so it shows its state instead of a number.
+function lagText(report, heartbeatTimeout) {
+  if (report.fatal) return el("span", { class: "badge bad", "data-relay": "failed" }, "failed");
+  const status = report.relay_status;
+  if (status === "stopped" || status === "paused") {
+    return el("span", { class: "badge warn", "data-relay": status, title: report.detail || "" },
+              status === "stopped" ? "relay stopped" : "paused (by an operation)");
+  }
+  const age = report.heartbeat_age_seconds;
+  if (status && age !== undefined && age !== null && heartbeatTimeout && age > heartbeatTimeout) {
+    return el("span", { class: "badge warn", "data-relay": "stale", title: report.detail || "" },
+              `stale: no heartbeat for ${seconds(age)}`);
+  }
   if (report.lag_seconds !== null && report.lag_seconds !== undefined) return seconds(report.lag_seconds);
-  return el("span", { class: "muted" }, report.relay_status || report.detail || "–");
+  return el("span", { class: "muted" }, status || report.detail || "–");
 }
 
+// Every phase has a tone: in progress (info), done and holding (good), needs a look (warn/bad).
+const PHASE_TONES = { preflight_passed: "info", exported: "info", full_load_mismatch: "bad", full_load_done: "info",
+                      forward_caught_up: "good", rolled_back: "warn", cut_over: "good", finished: "good" };
+
 function phaseBadge(phase) {
-  const tone = { forward_caught_up: "good", cut_over: "good", finished: "good", full_load_mismatch: "bad" }[phase];
-  return el("span", { class: `badge ${tone || ""}`, "data-phase": phase || "" }, phase || "not started");
+  const tone = PHASE_TONES[phase] || "";
+  return el("span", { class: `badge ${tone}`, "data-phase": phase || "" }, phase || "not started");
+}
+
+// The window starts at the first sample when the samples are younger than the chosen window, so minutes
+// of samples are not squeezed into a dot at the right edge of a day (at least 10 minutes are shown).
+function chartStart(history, hours, end) {
+  const windowStart = end - hours * 3600 * 1000;
+  const times = [...history.forward, ...history.backward].map((p) => new Date(p.at).getTime());
+  if (!times.length) return windowStart;
+  return Math.max(windowStart, Math.min(Math.min(...times), end - 10 * 60 * 1000));
 }
 
 function chart(history, threshold, hours, generatedAt) {
   const width = 600, height = 170, left = 44, right = 8, top = 8, bottom = 20;
   const end = new Date(generatedAt).getTime();
-  const start = end - hours * 3600 * 1000;
+  const start = chartStart(history, hours, end);
+  hours = (end - start) / 3600000;
   const values = [...history.forward, ...history.backward].map((p) => p.lag_seconds).filter((v) => v !== null);
   const top_value = Math.max(threshold * 1.25, ...values, 1);
   const x = (t) => left + ((new Date(t).getTime() - start) / (end - start)) * (width - left - right);
@@ -57,11 +83,18 @@ function chart(history, threshold, hours, generatedAt) {
   root.append(svg("line", { class: "axis", x1: left, y1: y(0), x2: width - right, y2: y(0) }));
   root.append(svg("line", { class: "axis", x1: left, y1: top, x2: left, y2: y(0) }));
   root.append(svg("line", { class: "threshold", x1: left, y1: y(threshold), x2: width - right, y2: y(threshold) }));
-  for (const [value, label] of [[top_value, seconds(top_value)], [threshold, `alert ${seconds(threshold)}`], [0, "0"]]) {
+  // The axis carries the scale; the threshold's label sits on its line inside the plot, at the right,
+  // so neither crowds the other. A scale label too close to the threshold line is left out.
+  for (const [value, label] of [[top_value, seconds(top_value)], [0, "0"]]) {
+    if (value !== 0 && Math.abs(y(value) - y(threshold)) < 12) continue;
     const text = svg("text", { x: left - 4, y: y(value) + 3, "text-anchor": "end" });
     text.textContent = label;
     root.append(text);
   }
+  const alertLabel = svg("text", { class: "threshold-label", x: width - right - 2, y: y(threshold) - 3,
+                                   "text-anchor": "end" });
+  alertLabel.textContent = `alert ${seconds(threshold)}`;
+  root.append(alertLabel);
   // Over half a day the same clock time recurs: the ticks then carry the date as well.
   const tick = hours > 12 ? { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" }
                           : { hour: "2-digit", minute: "2-digit" };
@@ -103,12 +136,21 @@ function countsList(counts) {
   return el("dl", { class: "counts" }, rows.map(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
 }
 
+// A sampled check and a full comparison say different things: the label keeps them apart.
+function verificationKind(v) {
+  const mode = v.mode || "full";
+  if (mode === "full") return `full: every item of both stores, ${number(v.checked)} keys`;
+  return `${mode.startsWith("sample") ? mode.replace(/^sample(d)?/, "sampled") : mode}: ${number(v.checked)} keys ` +
+         "compared, not the whole table";
+}
+
 function verification(v) {
   if (!v) return el("p", { class: "muted" }, "never verified");
   const ok = v.differences === 0;
   return el("dl", { class: "verification" },
     el("dt", {}, "result"), el("dd", {}, el("span", { class: `badge ${ok ? "good" : "bad"}` },
                                             ok ? "no differences" : `${number(v.differences)} differences`)),
+    el("dt", {}, "kind"), el("dd", { class: "verification-kind" }, verificationKind(v)),
     el("dt", {}, "checked"), el("dd", {}, `${number(v.checked)} (${v.mode || "full"})`),
     el("dt", {}, "missing / extra / different"),
     el("dd", {}, `${number(v.missing)} / ${number(v.extra)} / ${number(v.different)}`),
@@ -140,6 +182,14 @@ function quarantine(table) {
                                        el("td", {}, number(e.count)), el("td", {}, when(e.last_at))))) : null);
 }
 
+function chartNote(history, payload) {
+  const end = new Date(payload.generated_at).getTime();
+  const start = chartStart(history, payload.hours, end);
+  if (start <= end - payload.hours * 3600 * 1000) return null;
+  return el("span", { class: "chart-note" },
+            ` (samples since ${new Date(start).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })})`);
+}
+
 function card(table, payload) {
   if (table.error) {
     return el("section", { class: "card", "data-table": table.table },
@@ -149,6 +199,7 @@ function card(table, payload) {
   const quarantined = q.forward + q.backward > 0
     ? `${number(q.forward + q.backward)} change(s) quarantined; every other key keeps syncing ` +
       `(dynamo2mongo quarantine list --table ${table.table})` : null;
+  const beatTimeout = table.heartbeat_timeout_seconds;
   const alerts = [table.alert, ...Object.values(table.lag_alerts || {}).map((a) => a.reason),
                   table.forward.fatal, table.backward.fatal, quarantined].filter(Boolean);
   return el("section", { class: "card", "data-table": table.table },
@@ -160,14 +211,14 @@ function card(table, payload) {
     el("div", { class: "grid" },
       el("div", {}, el("h3", {}, "Full load"), countsList(table.counts)),
       el("div", {}, el("h3", {}, "Sync"), el("dl", {},
-        el("dt", {}, `forward (${table.engines.forward})`), el("dd", { class: "forward-lag" }, lagText(table.forward)),
-        el("dt", {}, `backward (${table.engines.backward})`), el("dd", { class: "backward-lag" }, lagText(table.backward)),
+        el("dt", {}, `forward (${table.engines.forward})`), el("dd", { class: "forward-lag" }, lagText(table.forward, beatTimeout)),
+        el("dt", {}, `backward (${table.engines.backward})`), el("dd", { class: "backward-lag" }, lagText(table.backward, beatTimeout)),
         el("dt", {}, "last run"), el("dd", {}, table.last_run_id || "–"),
         el("dt", {}, "next"), el("dd", {}, table.next || "–"))),
       el("div", {}, el("h3", {}, "Last verification"), verification(table.verification)),
       el("div", {}, el("h3", {}, "Conflicts"), conflicts(table)),
       el("div", {}, el("h3", {}, "Sync quarantine"), quarantine(table))),
-    el("div", {}, el("h3", {}, `Lag, last ${payload.hours} h`),
+    el("div", {}, el("h3", {}, `Lag, last ${payload.hours} h`, chartNote(table.lag_history, payload)),
       el("div", { class: "legend" }, el("span", { class: "forward" }, "— forward"),
          el("span", { class: "backward" }, "— backward"), el("span", { class: "muted" }, "- - alert threshold")),
       chart(table.lag_history, table.lag_alert_seconds, payload.hours, payload.generated_at)));
