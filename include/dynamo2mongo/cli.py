@@ -11,7 +11,7 @@
 
 A command that cannot reach MongoDB or AWS, or lacks credentials or permissions, prints one line
 naming the endpoint and the fix and exits 3 (``dynamo2mongo.cli_errors``); a configuration error
-exits 2. ``--timeout`` (or $D2M_TIMEOUT_SECONDS) bounds the wait for MongoDB: 5 s by default.
+exits 2. ``--timeout`` (or $D2M_TIMEOUT_SECONDS) bounds the wait for MongoDB and AWS: 5 s by default.
 
 The relay reads the table configuration (``--config`` or $D2M_CONFIG), takes AWS credentials from
 the standard AWS chain (environment, profile, instance role; ``AWS_ENDPOINT_URL`` for an
@@ -45,18 +45,37 @@ def _table(args: argparse.Namespace) -> TableConfig:
     return tables[args.table]
 
 
+def _timeout(args: argparse.Namespace) -> float | None:
+    """How long the command waits for MongoDB or AWS: a few seconds for the one-shot commands; a relay
+    keeps the drivers' own (it rides out a primary election or a throttled minute) unless
+    ``--timeout`` is given."""
+    from dynamo2mongo.cli_errors import DEFAULT_TIMEOUT_SECONDS
+
+    if args.timeout is not None or args.command == "relay":
+        return args.timeout
+    return float(os.environ.get("D2M_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS)
+
+
 def _mongo_uri(args: argparse.Namespace) -> str:
-    """The MongoDB URI, with the command's timeout: a few seconds for the one-shot commands; a relay keeps
-    the driver's 30 s (it rides out a primary election) unless ``--timeout`` is given."""
-    from dynamo2mongo.cli_errors import DEFAULT_TIMEOUT_SECONDS, with_timeout
+    """The MongoDB URI, with the command's timeout."""
+    from dynamo2mongo.cli_errors import with_timeout
 
     uri = args.mongo_uri or os.environ.get("MONGO_URI")
     if not uri:
         raise SystemExit("set MONGO_URI (or --mongo-uri) to the MongoDB the table migrates to")
-    seconds = args.timeout
-    if seconds is None and args.command != "relay":
-        seconds = float(os.environ.get("D2M_TIMEOUT_SECONDS") or DEFAULT_TIMEOUT_SECONDS)
+    seconds = _timeout(args)
     return uri if seconds is None else with_timeout(uri, seconds)
+
+
+def _aws(args: argparse.Namespace, config: TableConfig, service: str) -> Any:
+    """A boto3 client for the table's region, giving up within the command's timeout (one retry)."""
+    import boto3
+    from botocore.config import Config
+
+    seconds = _timeout(args)
+    options = {} if seconds is None else {"config": Config(
+        connect_timeout=seconds, read_timeout=seconds, retries={"total_max_attempts": 2, "mode": "standard"})}
+    return boto3.session.Session(region_name=config.region).client(service, **options)
 
 
 def _stop_on_signals() -> threading.Event:
@@ -72,19 +91,16 @@ def _stop_on_signals() -> threading.Event:
 
 
 def relay_forward(args: argparse.Namespace) -> int:
-    import boto3
-
     from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.sync.checkpoints import RelayStatus
     from dynamo2mongo.sync.relay.forward import ForwardRelay, RelayError
 
     config = _table(args)
-    session = boto3.session.Session(region_name=config.region)
     client = mongo_client(_mongo_uri(args), config)
     relay = ForwardRelay(
         config,
-        session.client("dynamodb"),
-        session.client("dynamodbstreams"),
+        _aws(args, config, "dynamodb"),
+        _aws(args, config, "dynamodbstreams"),
         client,
         poll_seconds=args.poll_seconds,
         stop=_stop_on_signals(),
@@ -102,8 +118,6 @@ def relay_forward(args: argparse.Namespace) -> int:
 
 
 def relay_backward(args: argparse.Namespace) -> int:
-    import boto3
-
     from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.sync.dynamodb_items import BackwardApplyError
     from dynamo2mongo.sync.events import StreamEnded
@@ -112,9 +126,8 @@ def relay_backward(args: argparse.Namespace) -> int:
     from dynamo2mongo.sync.relay.forward import RelayError
 
     config = _table(args)
-    session = boto3.session.Session(region_name=config.region)
     client = mongo_client(_mongo_uri(args), config)
-    relay = BackwardRelay(config, session.client("dynamodb"), client, stop=_stop_on_signals())
+    relay = BackwardRelay(config, _aws(args, config, "dynamodb"), client, stop=_stop_on_signals())
     try:
         totals = relay.run()
     except (RelayError, BackwardApplyError, StreamEnded) as error:
@@ -167,8 +180,6 @@ def quarantine_list(args: argparse.Namespace) -> int:
 
 
 def quarantine_retry(args: argparse.Namespace) -> int:
-    import boto3
-
     from dynamo2mongo.connections import mongo_client
     from dynamo2mongo.state import StateStore
     from dynamo2mongo.sync.requeue import retry
@@ -179,7 +190,7 @@ def quarantine_retry(args: argparse.Namespace) -> int:
         key_attrs = StateStore(client[config.metadata_database], config.name).migration().key_attrs
         if not key_attrs:
             raise SystemExit(f"table {config.name!r}: the migration state names no key; run the DAG's preflight first")
-        dynamodb = boto3.session.Session(region_name=config.region).client("dynamodb")
+        dynamodb = _aws(args, config, "dynamodb")
         result = retry(config, key_attrs, dynamodb, client, args.direction)
     finally:
         client.close()

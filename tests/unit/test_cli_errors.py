@@ -52,3 +52,16 @@ def test_aws_and_permission_errors_have_their_fix():
     auth = OperationFailure("Authentication failed.", code=18, details={"errmsg": "Authentication failed."})
     assert "authentication failed" in describe(auth, "mongodb://u:p@db:27017")
     assert describe(ValueError("x")) is None
+
+
+def test_aws_clients_of_one_shot_commands_give_up_within_the_timeout_and_relays_keep_botos():
+    import argparse
+
+    from dynamo2mongo.cli import _aws
+    from dynamo2mongo.config import load_configuration
+
+    table = load_configuration().tables[0]
+    once = _aws(argparse.Namespace(command="quarantine", timeout=2.0), table, "dynamodb").meta.config
+    assert (once.connect_timeout, once.read_timeout, once.retries["total_max_attempts"]) == (2.0, 2.0, 2)
+    relay = _aws(argparse.Namespace(command="relay", timeout=None), table, "dynamodb").meta.config
+    assert relay.connect_timeout == 60 and relay.read_timeout == 60

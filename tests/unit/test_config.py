@@ -51,7 +51,7 @@ def test_defaults_merge_into_nested_sections():
 @pytest.mark.parametrize(
     "changes, message",
     [
-        ({"colection": "x"}, "table 'orders': unknown key 'colection'"),
+        ({"colection": "x"}, "table 'orders': unknown key 'colection'; did you mean 'collection'?"),
         ({"export": {"s3_bucket": "b", "fromat": "ION"}}, "section 'export': unknown key 'fromat'"),
         ({"export": {"format": "ION"}}, "missing required key 's3_bucket'"),
         ({"export": {"s3_bucket": "b", "format": "CSV"}}, "'export.format' must be one of ION, DYNAMODB_JSON, got 'CSV'"),

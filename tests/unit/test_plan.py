@@ -64,7 +64,7 @@ def test_first_wave_keeps_its_schedule():
     "plan, message",
     [
         ([["orders"]], "'plan' must be a mapping with 'waves'"),
-        ({"wave": [["orders"]]}, "'plan': unknown key 'wave'; allowed keys: start_after, waves"),
+        ({"wave": [["orders"]]}, "'plan': unknown key 'wave'; did you mean 'waves'? allowed keys: start_after, waves"),
         ({"waves": []}, "'plan.waves' must be a non-empty list"),
         ({"waves": [["orders"], []]}, "wave 2: must be a table name, a non-empty list"),
         ({"waves": [["orders"], [3]]}, "wave 2: must be a table name, a non-empty list"),
@@ -153,6 +153,9 @@ def test_trigger_and_next_action_in_words():
     assert (next_action(plan, payments, Migration({"phase": "exported", "last_run_id": "r1"}))
             == "full load of run r1 in progress")
     assert "cut_over" in next_action(plan, payments, Migration({"phase": "forward_caught_up"}))
+    # Cut-over refuses without a backward relay: the hint says so instead of suggesting it.
+    down = next_action(plan, payments, Migration({"phase": "forward_caught_up"}), "it has not started")
+    assert down.startswith("start the backward relay (it has not started") and "refuses without it" in down
     assert "dynamo2mongo__payments__operations" in next_action(plan, payments, Migration({"phase": "cut_over"}))
     assert next_action(plan, payments, Migration({"phase": "finished"})).startswith("none")
     assert "clear reconcile" in next_action(plan, payments,

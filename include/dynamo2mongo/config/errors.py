@@ -8,6 +8,7 @@ setting gets its messages without a line here.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import types
 import typing
@@ -136,7 +137,9 @@ def _sentence(error: Mapping[str, Any], root: type, where: str, raw: Any) -> str
         if not loc[:-1] and hasattr(root, "FILE_KEYS"):
             return f"{where}: unknown top-level key {loc[-1]!r}; allowed: {', '.join(root.FILE_KEYS)}"
         allowed = sorted(fields_of(holder))
-        return f"{label}: unknown key {loc[-1]!r}; allowed keys: {', '.join(allowed)}"
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        return f"{label}: unknown key {loc[-1]!r}; {hint}allowed keys: {', '.join(allowed)}"
     spot = _locate(root, loc, where, raw)
     place, key = spot.where(), spot.dotted()
     named = f"{place}: {key!r}" if key else place

@@ -46,8 +46,11 @@ def trigger_description(plan: PlanConfig, table: TableConfig) -> str:
     return f"schedule {table.schedule}" if table.schedule else "manual trigger"
 
 
-def next_action(plan: PlanConfig, table: TableConfig, migration: Migration) -> str:
-    """The next thing that happens to the table, for on-call: its trigger, or the step it waits for."""
+def next_action(plan: PlanConfig, table: TableConfig, migration: Migration, backward_down: str | None = None) -> str:
+    """The next thing that happens to the table, for on-call: its trigger, or the step it waits for.
+
+    ``backward_down``: why the backward relay is not running, where it is not; cut-over refuses then,
+    so the step is to start it."""
     phase = migration.phase
     operations = f"{table.dag_id}__operations"
     if phase is None:
@@ -59,6 +62,9 @@ def next_action(plan: PlanConfig, table: TableConfig, migration: Migration) -> s
     if phase == Phase.FULL_LOAD_DONE:
         return "wait_forward_lag: forward sync catching up"
     if phase < Phase.CUT_OVER:
+        if backward_down:
+            return (f"start the backward relay ({backward_down}: `dynamo2mongo relay backward --table {table.name}`), "
+                    f"then cut_over ({operations}); cut-over refuses without it")
         return f"cut_over when the application is ready ({operations})"
     if phase == Phase.CUT_OVER:
         return f"finish, or rollback ({operations})"

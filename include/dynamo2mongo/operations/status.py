@@ -17,6 +17,7 @@ from pymongo import MongoClient
 from pymongo.database import Database
 
 from dynamo2mongo.config import Configuration, TableConfig
+from dynamo2mongo.sync.checkpoints import relay_beat
 from dynamo2mongo.sync.echo import CONFLICTS
 from dynamo2mongo.sync.lag import LagReport, backward_relay_lag, relay_lag
 from dynamo2mongo.operations.plan import next_action
@@ -80,9 +81,23 @@ def table_status(client: MongoClient, configuration: Configuration, table: Table
         "conflicts": meta[CONFLICTS].count_documents({"table": table.name}),
         "quarantine": quarantine_summary(meta, table.name),
         "verification": _verification(meta, table),
-        "next": next_action(configuration.plan, table, migration),
+        "next": next_action(configuration.plan, table, migration, _backward_down(meta, table, at)),
         "alert": migration.alert_message,
     }
+
+
+def _backward_down(meta: Database, table: TableConfig, at: dt.datetime) -> str | None:
+    """Why the backward relay would not take over at a cut-over, if it would not (relay engine only)."""
+    if table.sync.backward != "relay":
+        return None
+    beat = relay_beat(meta, table.name, "backward")
+    if beat is None:
+        return "it has not started"
+    if beat.failed:
+        return "it failed"
+    if beat.silent(at, table.sync.heartbeat_timeout_seconds):
+        return f"its heartbeat is {beat.age(at):.0f} s old"
+    return None
 
 
 def collect(client: MongoClient, configuration: Configuration, at: dt.datetime | None = None) -> list[dict[str, Any]]:
