@@ -167,7 +167,7 @@ class RunWatcher:
         self.dag_ids = dag_ids
         self.on_success = on_success
         self.runs: dict[tuple[str, str], str] = {}
-        self.tasks: dict[tuple[str, str, str, int], str] = {}
+        self.tasks: dict[tuple[str, str, str, int], tuple[str, int]] = {}
 
     def poll(self) -> None:
         for dag_id in self.dag_ids:
@@ -188,9 +188,11 @@ class RunWatcher:
         for ti in _get(url)["task_instances"]:
             key = (dag_id, run_id, ti["task_id"], ti.get("map_index", -1))
             state = ti.get("state") or "none"
-            if self.tasks.get(key, "none") == state:
+            # With the try: a cleared task that ran again between two polls changed nothing else.
+            seen = (state, ti.get("try_number", 1))
+            if self.tasks.get(key, ("none", 1)) == seen:
                 continue
-            self.tasks[key] = state
+            self.tasks[key] = seen
             label = ti["task_id"]
             if ti.get("map_index", -1) >= 0:
                 label += f" [{ti.get('rendered_map_index') or ti['map_index']}]"
