@@ -47,3 +47,17 @@ def airflow_tables(tmp_path, monkeypatch, aws_endpoint, mongo_uri):
         monkeypatch.setenv("D2M_CONFIG", str(config_file))
 
     return configure
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium through Playwright, for the browser tests; Playwright gives it a new empty
+    profile and its own browser download is never used."""
+    from playwright.sync_api import sync_playwright
+
+    from chromium import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

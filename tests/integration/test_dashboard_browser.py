@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from chromium import CHROMIUM
 import yaml
 
 from dynamo2mongo.sync.checkpoints import CheckpointStore, Heartbeat
@@ -37,10 +38,6 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("D2M_ARTIFACTS", ROOT / ".artifacts"))
 # A read-only user: the dashboard is for everyone who may read the migration DAGs.
 USERS = {"oncall": "dashboard-test-password"}
-CHROMIUM = os.environ.get("D2M_CHROMIUM", "/usr/bin/chromium")
-# As the machine's own check starts it: no sandbox as root, and no background calls to Google's hosts.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 def _free_port() -> int:
@@ -146,17 +143,6 @@ def airflow(tmp_path_factory, aws_endpoint, mongo_uri, mongo_client, aws_env):
     server.terminate()
     server.wait(30)
     mongo_client.drop_database(meta_name)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    # Playwright gives the browser a new empty profile; its own browser download is never used.
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def test_the_api_refuses_callers_without_an_airflow_login(airflow):

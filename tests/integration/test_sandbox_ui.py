@@ -27,15 +27,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from chromium import CHROMIUM
 
 from dynamo2mongo.sandbox.ui import READY_LINE
 
 pytestmark = [pytest.mark.integration, pytest.mark.ui_sandbox]
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("D2M_ARTIFACTS", ROOT / ".artifacts"))
-CHROMIUM = os.environ.get("D2M_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 DAG = "dynamo2mongo__sample_orders"
 OPS = f"{DAG}__operations"
 ITEMS = 2_000
@@ -94,16 +92,6 @@ def sandbox(tmp_path_factory):
         reader.join(10)
         (ARTIFACTS / "sandbox-ui-terminal.txt").parent.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "sandbox-ui-terminal.txt").write_text("".join(lines))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def _latest_run(base: str, dag_id: str) -> dict | None:

@@ -157,6 +157,26 @@ def start_relay(env: dict[str, str], mongo_uri: str, table: str, log: Path, dire
     )
 
 
+def prepare_sources(endpoint: str, config: Any, items: int, work: Path) -> tuple[dict[str, str], Any, float]:
+    """The emulated AWS side of a sandbox run: the export bucket, the sample table seeded with
+    ``items``, and the engines' prerequisites (Lambda role, DMS instance and roles) for tables that
+    use them, in the configuration written to ``work``. Returns the environment (``D2M_CONFIG``
+    naming that configuration), the boto3 session and the seconds seeding took."""
+    base = {**os.environ, **sandbox_env(endpoint)}
+    session = boto3.session.Session(aws_access_key_id=base["AWS_ACCESS_KEY_ID"],
+                                    aws_secret_access_key=base["AWS_SECRET_ACCESS_KEY"], region_name=config.region)
+
+    def dynamodb() -> Any:
+        return session.client("dynamodb", endpoint_url=endpoint)
+
+    session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=config.export.s3_bucket)
+    sample.create_table(dynamodb(), config.source_table)
+    seconds = sample.seed(dynamodb, config.source_table, items)
+    base["D2M_CONFIG"] = str(provisioned_configuration(
+        default_config_path(), lambda service: session.client(service, endpoint_url=endpoint), work / "tables.yaml"))
+    return base, session, seconds
+
+
 def stop_relay(relay: subprocess.Popen, log: Path) -> None:
     if relay.poll() is None:
         relay.send_signal(signal.SIGTERM)
@@ -200,26 +220,13 @@ def run(items: int, keep_servers: bool, writes_per_second: float) -> None:
     log.write_text("")
     phases: dict[str, float] = {}
     with moto_server() as endpoint, mongo_server() as mongo_uri:
-        base = {**os.environ, **sandbox_env(endpoint)}
-        session = boto3.session.Session(
-            aws_access_key_id=base["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=base["AWS_SECRET_ACCESS_KEY"],
-            region_name=config.region,
-        )
+        print(f"moto server {endpoint}; MongoDB {mongo_uri.split('@')[-1]}", flush=True)
+        print(f"seeding {items:,} items into {config.source_table} ...", flush=True)
+        base, session, phases["seed"] = prepare_sources(endpoint, config, items, work)
 
         def dynamodb() -> Any:
             return session.client("dynamodb", endpoint_url=endpoint)
 
-        print(f"moto server {endpoint}; MongoDB {mongo_uri.split('@')[-1]}", flush=True)
-        session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=config.export.s3_bucket)
-        sample.create_table(dynamodb(), config.source_table)
-        print(f"seeding {items:,} items into {config.source_table} ...", flush=True)
-        phases["seed"] = sample.seed(dynamodb, config.source_table, items)
-
-        # The engines' prerequisites (Lambda role, DMS instance and roles) for tables that use them.
-        base["D2M_CONFIG"] = str(provisioned_configuration(
-            default_config_path(), lambda service: session.client(service, endpoint_url=endpoint), work / "tables.yaml"
-        ))
         env = airflow_env(base, endpoint, mongo_uri, home, config)
         started = time.monotonic()
         _airflow(env, log, "db", "migrate")

@@ -31,12 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import boto3
-
-from dynamo2mongo.config import default_config_path, load_config
-from dynamo2mongo.sandbox.engines import provisioned_configuration
-from dynamo2mongo.sandbox import sample
-from dynamo2mongo.sandbox.servers import mongo_server, moto_server, sandbox_env
+from dynamo2mongo.config import load_config
+from dynamo2mongo.sandbox.servers import mongo_server, moto_server
 from dynamo2mongo.sandbox.workload import Workload
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -208,7 +204,7 @@ class RunWatcher:
 
 
 def serve(items: int, port: int, writer: bool, writes_per_second: float) -> None:
-    from dynamo2mongo.sandbox.main import airflow_env, start_relay, stop_relay
+    from dynamo2mongo.sandbox.main import airflow_env, prepare_sources, start_relay, stop_relay
 
     (config,) = [t for t in load_config() if t.name == "sample_orders"]
     # $D2M_SANDBOX_UI_DIR: tests keep their Airflow home apart from a user's.
@@ -238,24 +234,14 @@ def serve(items: int, port: int, writer: bool, writes_per_second: float) -> None
             print("[1/5] starting the moto server and the MongoDB wire server ...", flush=True)
             endpoint = stack.enter_context(moto_server(export_items_per_file=per_file))
             mongo_uri = stack.enter_context(mongo_server())
-            base = {**os.environ, **sandbox_env(endpoint)}
-            session = boto3.session.Session(aws_access_key_id=base["AWS_ACCESS_KEY_ID"],
-                                            aws_secret_access_key=base["AWS_SECRET_ACCESS_KEY"],
-                                            region_name=config.region)
+            print(f"      moto server {endpoint}; MongoDB {mongo_uri.split('@')[-1]}", flush=True)
+            print(f"[2/5] seeding {items:,} items into {config.source_table} ...", flush=True)
+            base, session, seconds = prepare_sources(endpoint, config, items, work)
 
             def dynamodb() -> Any:
                 return session.client("dynamodb", endpoint_url=endpoint)
 
-            print(f"      moto server {endpoint}; MongoDB {mongo_uri.split('@')[-1]}", flush=True)
-            session.client("s3", endpoint_url=endpoint).create_bucket(Bucket=config.export.s3_bucket)
-            sample.create_table(dynamodb(), config.source_table)
-            print(f"[2/5] seeding {items:,} items into {config.source_table} ...", flush=True)
-            seconds = sample.seed(dynamodb, config.source_table, items)
             print(f"      seeded in {seconds:.1f} s", flush=True)
-            # The engines' prerequisites (Lambda role, DMS instance and roles) for tables that use them.
-            base["D2M_CONFIG"] = str(provisioned_configuration(
-                default_config_path(), lambda service: session.client(service, endpoint_url=endpoint),
-                work / "tables.yaml"))
             env = ui_env(airflow_env(base, endpoint, mongo_uri, home, config), port)
             print(f"[3/5] preparing Airflow's metadata database ({home}) ...", flush=True)
             migrate = subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], env=env,
